@@ -1,0 +1,3 @@
+from minikubelet.cli import main
+
+raise SystemExit(main())
