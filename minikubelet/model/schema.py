@@ -1,0 +1,178 @@
+"""Structural validation against the official Kubernetes OpenAPI schema.
+
+The schema comes from the ``kubernetes-validate`` package, which ships the
+Kubernetes OpenAPI definitions converted to JSON Schema, in a strict variant
+that rejects unknown fields. We load its files once and keep a compiled
+validator per kind, because the package's own ``validate()`` re-reads a
+1.2 MB definitions file on every call.
+
+Schema checks catch types, unknown fields and enums; rules the schema cannot
+express (names, references between fields, ranges) live in ``validation``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from minikubelet.errors import FieldError
+
+_VERSION_DIR = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-local-strict$")
+
+# Values echoed in messages are cut: manifest contents are untrusted and the
+# messages reach logs and the status endpoint.
+_MAX_ECHO = 40
+
+
+def _schema_root() -> Any:
+    root = importlib.resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    versions = []
+    for entry in root.iterdir():
+        m = _VERSION_DIR.match(entry.name)
+        if m:
+            versions.append((tuple(int(x) for x in m.groups()), entry))
+    if not versions:  # pragma: no cover - packaging error
+        raise RuntimeError("kubernetes-validate ships no strict schemas")
+    return max(versions, key=lambda v: v[0])[1]
+
+
+@functools.cache
+def schema_version() -> str:
+    """The Kubernetes version whose schema is used, e.g. ``1.37``."""
+    m = _VERSION_DIR.match(_schema_root().name)
+    assert m is not None
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+@functools.cache
+def _registry() -> Registry:
+    defs = json.loads(_schema_root().joinpath("_definitions.json").read_text())
+    registry: Registry = Resource.from_contents(defs) @ Registry()
+    return registry
+
+
+@functools.cache
+def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    name = f"{kind.lower()}-{group_version}.json"
+    schema = json.loads(_schema_root().joinpath(name).read_text())
+    registry = Resource.from_contents(schema) @ _registry()
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """``['spec', 'containers', 0, 'image']`` → ``spec.containers[0].image``."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _echo(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | bool) else _json_type(value)
+    return text if len(text) <= _MAX_ECHO else text[: _MAX_ECHO - 3] + "..."
+
+
+def _expected_types(schema: Any) -> list[str]:
+    t = schema.get("type") if isinstance(schema, dict) else None
+    types = t if isinstance(t, list) else [t] if t else []
+    return [x for x in types if x != "null"]
+
+
+def _to_field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
+    path = list(error.absolute_path)
+    where = field_path(path)
+    validator = error.validator
+    if validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        return [
+            FieldError(field_path([*path, key]), "unknown field")
+            for key in error.instance
+            if key not in allowed
+        ] or [FieldError(where, "unknown field")]
+    if validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        return [FieldError(field_path([*path, m]), "required value") for m in missing] or [
+            FieldError(where, "required value")
+        ]
+    if validator == "type":
+        expected = " or ".join(_expected_types(error.schema)) or "another type"
+        return [FieldError(where, f"expected {expected}, got {_json_type(error.instance)}")]
+    values: list[Any] = (
+        list(error.validator_value) if isinstance(error.validator_value, list) else []
+    )
+    if validator == "enum":
+        options = ", ".join(json.dumps(v) for v in values if v is not None)
+        return [
+            FieldError(
+                where, f"unsupported value {_echo(error.instance)}: must be one of {options}"
+            )
+        ]
+    if validator in ("oneOf", "anyOf"):
+        # IntOrString and Quantity are oneOf [string, integer|number].
+        types = [t for s in values for t in _expected_types(s)]
+        if types:
+            return [
+                FieldError(
+                    where, f"expected {' or '.join(types)}, got {_json_type(error.instance)}"
+                )
+            ]
+    return [FieldError(where, error.message[:200])]
+
+
+def validate_schema(document: dict[str, Any]) -> list[FieldError]:
+    """Check ``document`` (which must have apiVersion and kind) against the schema."""
+    api_version = document.get("apiVersion")
+    kind = document.get("kind")
+    try:
+        validator = _validator(str(kind), str(api_version))
+    except (FileNotFoundError, OSError):
+        return [
+            FieldError(
+                "kind", f"no schema for kind {_echo(kind)} in apiVersion {_echo(api_version)}"
+            )
+        ]
+    errors: list[FieldError] = []
+    for error in sorted(
+        validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path))
+    ):
+        errors.extend(_to_field_errors(error))
+    return _dedupe(errors)
+
+
+def _dedupe(errors: Sequence[FieldError]) -> list[FieldError]:
+    seen: set[FieldError] = set()
+    out = []
+    for e in errors:
+        if e not in seen:
+            seen.add(e)
+            out.append(e)
+    return out
