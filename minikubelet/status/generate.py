@@ -1,0 +1,338 @@
+"""A pod's API status from its spec and what Docker has: pure, as kubelet computes it.
+
+Follows pkg/kubelet/kubelet_pods.go (getPhase, convertToAPIContainerStatuses)
+and pkg/kubelet/status/generate.go. No clock, no I/O: ``now`` and the
+previous status come in, a ``PodStatus`` goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from minikubelet.model.spec import Container, Pod, RestartPolicy
+from minikubelet.runtime.actions import Waiting
+from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
+from minikubelet.status.types import (
+    ContainerStatus,
+    PodCondition,
+    PodPhase,
+    PodStatus,
+    StateRunning,
+    StateTerminated,
+    StateWaiting,
+)
+
+CONDITION_ORDER = (
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeView:
+    """Probe verdicts for the current instance of each container.
+
+    ``ready`` holds only containers with a readiness probe; ``started`` only
+    those with a startup probe. Absent means "no probe": ready once running
+    and started.
+    """
+
+    ready: Mapping[str, bool] = field(default_factory=dict)
+    started: Mapping[str, bool] = field(default_factory=dict)
+
+
+def qos_class(pod: Pod) -> str:
+    containers = (*pod.spec.init_containers, *pod.spec.containers)
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        r = c.resources
+        if any(
+            v is not None
+            for v in (r.cpu_limit_milli, r.memory_limit, r.cpu_request_milli, r.memory_request)
+        ):
+            any_set = True
+        if (
+            r.cpu_limit_milli is None
+            or r.memory_limit is None
+            or r.cpu_request_milli != r.cpu_limit_milli
+            or r.memory_request != r.memory_limit
+        ):
+            guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def terminated_state(record: ContainerRecord) -> StateTerminated:
+    exit_code = record.exit_code if record.exit_code is not None else 137
+    if record.oom_killed:
+        reason = "OOMKilled"
+    elif record.error and record.started_at is None:
+        reason = "ContainerCannotRun"
+    elif exit_code == 0:
+        reason = "Completed"
+    else:
+        reason = "Error"
+    message = record.message or (record.error if reason == "ContainerCannotRun" else "")
+    return StateTerminated(
+        exit_code=exit_code,
+        reason=reason,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        container_id=record.docker_id,
+        message=message,
+    )
+
+
+def _container_status(
+    container: Container,
+    state: PodRuntimeState,
+    *,
+    waiting: Waiting | None,
+    default_waiting: str,
+    probes: ProbeView,
+) -> ContainerStatus:
+    latest = state.latest(container.name)
+    previous = state.previous(container.name)
+    last_previous = terminated_state(previous) if previous is not None and previous.exited else None
+    if latest is None:
+        w = waiting or Waiting(default_waiting, "")
+        return ContainerStatus(
+            name=container.name,
+            state=StateWaiting(w.reason, w.message),
+            last_state=None,
+            ready=False,
+            restart_count=0,
+            image=container.image,
+            started=False,
+        )
+    common = {
+        "image": latest.image or container.image,
+        "image_id": latest.image_id,
+        "container_id": latest.docker_id,
+    }
+    if latest.running:
+        started = probes.started.get(container.name, True)
+        ready = started and probes.ready.get(container.name, container.readiness_probe is None)
+        return ContainerStatus(
+            name=container.name,
+            state=StateRunning(latest.started_at or latest.created_at),
+            last_state=last_previous,
+            ready=ready,
+            restart_count=latest.attempt,
+            started=started,
+            **common,
+        )
+    if latest.exited and waiting is None:
+        return ContainerStatus(
+            name=container.name,
+            state=terminated_state(latest),
+            last_state=last_previous,
+            ready=False,
+            restart_count=latest.attempt,
+            started=False,
+            **common,
+        )
+    # Waiting: created but not started, or a sync reason (CrashLoopBackOff, ErrImagePull...).
+    w = waiting or Waiting(default_waiting, "")
+    last = terminated_state(latest) if latest.exited else last_previous
+    return ContainerStatus(
+        name=container.name,
+        state=StateWaiting(w.reason, w.message),
+        last_state=last,
+        ready=False,
+        restart_count=latest.attempt,
+        started=False,
+        **common,
+    )
+
+
+def _phase(pod: Pod, init: list[ContainerStatus], apps: list[ContainerStatus]) -> PodPhase:
+    spec = pod.spec
+    pending_init = 0
+    failed_init = 0
+    running = waiting = stopped = succeeded = 0
+    by_name = {s.name: s for s in init}
+    for container in spec.init_containers:
+        s = by_name[container.name]
+        if container.is_sidecar:
+            if isinstance(s.state, StateRunning):
+                if not s.started:
+                    pending_init += 1
+                running += 1
+            elif isinstance(s.state, StateWaiting) and s.last_state is None:
+                pending_init += 1
+            continue
+        if isinstance(s.state, StateRunning):
+            pending_init += 1
+        elif isinstance(s.state, StateTerminated):
+            if s.state.exit_code != 0:
+                failed_init += 1
+        elif s.last_state is not None:
+            if s.last_state.exit_code != 0:
+                failed_init += 1
+        else:
+            pending_init += 1
+    apps_ran = False
+    for s in apps:
+        if isinstance(s.state, StateRunning):
+            running += 1
+            apps_ran = True
+        elif isinstance(s.state, StateTerminated):
+            stopped += 1
+            apps_ran = True
+            if s.state.exit_code == 0:
+                succeeded += 1
+        elif s.last_state is not None:
+            stopped += 1
+            apps_ran = True
+        else:
+            waiting += 1
+    if failed_init > 0 and spec.restart_policy is RestartPolicy.NEVER:
+        return PodPhase.FAILED
+    if pending_init > 0 and not apps_ran:
+        return PodPhase.PENDING
+    if waiting > 0:
+        return PodPhase.PENDING
+    if running > 0:
+        return PodPhase.RUNNING
+    if stopped > 0:
+        if spec.restart_policy is RestartPolicy.ALWAYS:
+            return PodPhase.RUNNING
+        if stopped == succeeded:
+            return PodPhase.SUCCEEDED
+        if spec.restart_policy is RestartPolicy.NEVER:
+            return PodPhase.FAILED
+        return PodPhase.RUNNING
+    return PodPhase.PENDING
+
+
+def _condition(
+    type_: str,
+    status: bool,
+    now: float,
+    previous: PodStatus | None,
+    *,
+    reason: str = "",
+    message: str = "",
+) -> PodCondition:
+    old = previous.condition(type_) if previous is not None else None
+    # The transition time moves only when the status flips.
+    since = old.last_transition_time if old is not None and old.status == status else now
+    return PodCondition(type_, status, since, reason, message)
+
+
+def _has_started(s: ContainerStatus) -> bool:
+    return not isinstance(s.state, StateWaiting) or s.last_state is not None
+
+
+def generate_pod_status(
+    pod: Pod,
+    state: PodRuntimeState,
+    *,
+    now: float,
+    host_ip: str,
+    pod_ip: str,
+    waiting: Mapping[str, Waiting] | None = None,
+    probes: ProbeView | None = None,
+    previous: PodStatus | None = None,
+    start_time: float | None = None,
+) -> PodStatus:
+    waiting = waiting or {}
+    probes = probes or ProbeView()
+    spec = pod.spec
+    has_init = bool(spec.init_containers)
+    default_waiting = "PodInitializing" if has_init else "ContainerCreating"
+    init_statuses = [
+        _container_status(
+            c, state, waiting=waiting.get(c.name), default_waiting=default_waiting, probes=probes
+        )
+        for c in spec.init_containers
+    ]
+    app_statuses = [
+        _container_status(
+            c, state, waiting=waiting.get(c.name), default_waiting=default_waiting, probes=probes
+        )
+        for c in spec.containers
+    ]
+    phase = _phase(pod, init_statuses, app_statuses)
+    if previous is not None and previous.phase.terminal:
+        phase = previous.phase
+
+    sandbox = state.sandbox
+    sandbox_ready = sandbox is not None and sandbox.running and (spec.host_network or bool(pod_ip))
+
+    init_by_name = {s.name: s for s in init_statuses}
+    incomplete = []
+    for c in spec.init_containers:
+        s = init_by_name[c.name]
+        if c.is_sidecar:
+            if not (isinstance(s.state, StateRunning) and s.started):
+                incomplete.append(c.name)
+        elif not (isinstance(s.state, StateTerminated) and s.state.exit_code == 0):
+            incomplete.append(c.name)
+    initialized = not incomplete or any(_has_started(s) for s in app_statuses)
+
+    sidecars = [init_by_name[c.name] for c in spec.init_containers if c.is_sidecar]
+    unready = [s.name for s in (*sidecars, *app_statuses) if not s.ready]
+    containers_ready = not unready
+    if containers_ready:
+        cr_reason, cr_message = "", ""
+    elif phase is PodPhase.SUCCEEDED:
+        cr_reason, cr_message = "PodCompleted", ""
+    elif phase is PodPhase.FAILED:
+        cr_reason, cr_message = "PodFailed", ""
+    else:
+        cr_reason, cr_message = (
+            "ContainersNotReady",
+            f"containers with unready status: [{' '.join(unready)}]",
+        )
+
+    ready = containers_ready and not spec.readiness_gates
+    if ready or not containers_ready:
+        ready_reason, ready_message = cr_reason, cr_message
+    else:
+        missing = spec.readiness_gates[0]
+        ready_reason = "ReadinessGatesNotReady"
+        ready_message = f'corresponding condition of pod readiness gate "{missing}" does not exist.'
+
+    if initialized:
+        init_reason = "PodCompleted" if phase is PodPhase.SUCCEEDED and has_init else ""
+        init_message = ""
+    else:
+        init_reason = "ContainersNotInitialized"
+        init_message = f"containers with incomplete status: [{' '.join(incomplete)}]"
+
+    start = (
+        previous.start_time
+        if previous is not None and previous.start_time is not None
+        else start_time
+    )
+    if start is None:
+        start = now
+    conditions = (
+        _condition("PodReadyToStartContainers", sandbox_ready, now, previous),
+        _condition(
+            "Initialized", initialized, now, previous, reason=init_reason, message=init_message
+        ),
+        _condition("Ready", ready, now, previous, reason=ready_reason, message=ready_message),
+        _condition(
+            "ContainersReady", containers_ready, now, previous, reason=cr_reason, message=cr_message
+        ),
+        _condition("PodScheduled", True, start, previous),
+    )
+    return PodStatus(
+        phase=phase,
+        conditions=conditions,
+        host_ip=host_ip,
+        pod_ip=host_ip if spec.host_network else pod_ip,
+        start_time=start,
+        qos_class=qos_class(pod),
+        init_container_statuses=tuple(init_statuses),
+        container_statuses=tuple(sorted(app_statuses, key=lambda s: s.name)),
+    )

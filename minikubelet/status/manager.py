@@ -1,0 +1,148 @@
+"""The one owner of every pod's status.
+
+Pod workers write statuses here; everything that reports (``/pods``, and
+later watch, events and mirror pods) reads here or subscribes. Each change
+bumps a global resource version, as the API server does, so a watcher can
+resume from a version. The API JSON of each pod is serialised once per
+version and reused by every reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from minikubelet.model.spec import Pod, PodUID
+from minikubelet.status.types import PodPhase, PodStatus
+
+SUBSCRIBER_QUEUE = 10_000
+
+
+class WatchType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class PodChange:
+    type: WatchType
+    uid: PodUID
+    resource_version: int
+    pod: Pod
+    status: PodStatus
+
+
+@dataclass(slots=True)
+class _Entry:
+    pod: Pod
+    status: PodStatus
+    version: int
+    json: bytes | None = None
+
+
+def initial_status() -> PodStatus:
+    return PodStatus(phase=PodPhase.PENDING)
+
+
+def pod_object(pod: Pod, status: PodStatus, version: int) -> dict[str, Any]:
+    """The v1 Pod object: the defaulted manifest plus the status."""
+    manifest = pod.manifest
+    metadata = dict(manifest.get("metadata") or {})
+    metadata["resourceVersion"] = str(version)
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": metadata,
+        "spec": manifest.get("spec") or {},
+        "status": status.to_api(),
+    }
+
+
+class StatusManager:
+    def __init__(self) -> None:
+        self._entries: dict[PodUID, _Entry] = {}
+        self._versions = itertools.count(1)
+        self._version = 0
+        self._subscribers: set[asyncio.Queue[PodChange]] = set()
+
+    @property
+    def resource_version(self) -> int:
+        return self._version
+
+    def _bump(self) -> int:
+        self._version = next(self._versions)
+        return self._version
+
+    def track(self, pod: Pod) -> None:
+        """Start reporting a desired pod (Pending until its worker says more)."""
+        entry = self._entries.get(pod.uid)
+        if entry is not None:
+            if entry.pod is not pod:
+                entry.pod = pod
+                entry.json = None
+            return
+        entry = _Entry(pod=pod, status=initial_status(), version=self._bump())
+        self._entries[pod.uid] = entry
+        self._publish(WatchType.ADDED, entry)
+
+    def untrack(self, uid: PodUID) -> None:
+        entry = self._entries.pop(uid, None)
+        if entry is not None:
+            entry.version = self._bump()
+            self._publish(WatchType.DELETED, entry)
+
+    def set(self, uid: PodUID, status: PodStatus) -> bool:
+        """Record a pod's status; True if it changed. Unknown (untracked) pods are ignored."""
+        entry = self._entries.get(uid)
+        if entry is None or entry.status == status:
+            return False
+        entry.status = status
+        entry.version = self._bump()
+        entry.json = None
+        self._publish(WatchType.MODIFIED, entry)
+        return True
+
+    def get(self, uid: PodUID) -> PodStatus | None:
+        entry = self._entries.get(uid)
+        return entry.status if entry is not None else None
+
+    def pods(self) -> Iterator[tuple[Pod, PodStatus]]:
+        for entry in self._entries.values():
+            yield entry.pod, entry.status
+
+    def pod_json(self, uid: PodUID) -> bytes | None:
+        entry = self._entries.get(uid)
+        if entry is None:
+            return None
+        if entry.json is None:
+            entry.json = json.dumps(
+                pod_object(entry.pod, entry.status, entry.version), separators=(",", ":")
+            ).encode()
+        return entry.json
+
+    def sorted_uids(self) -> list[PodUID]:
+        return sorted(
+            self._entries, key=lambda u: (self._entries[u].pod.namespace, self._entries[u].pod.name)
+        )
+
+    def _publish(self, type_: WatchType, entry: _Entry) -> None:
+        change = PodChange(type_, entry.pod.uid, entry.version, entry.pod, entry.status)
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self._subscribers.discard(queue)
+
+    def subscribe(self) -> asyncio.Queue[PodChange]:
+        queue: asyncio.Queue[PodChange] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[PodChange]) -> None:
+        self._subscribers.discard(queue)

@@ -1,0 +1,352 @@
+"""Pod status as kubelet computes it: phase, conditions, container statuses (no Docker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from minikubelet.model.spec import Pod
+from minikubelet.runtime.actions import Waiting
+from minikubelet.runtime.state import ContainerRecord
+from minikubelet.status.generate import ProbeView, generate_pod_status, qos_class
+from minikubelet.status.types import PodPhase, PodStatus
+from tests.unit.helpers import make_pod, rec, sandbox, state_of
+
+NOW = 1000.0
+
+
+def status(
+    pod: Pod,
+    *records: ContainerRecord,
+    waiting: dict[str, Waiting] | None = None,
+    probes: ProbeView | None = None,
+    previous: PodStatus | None = None,
+) -> PodStatus:
+    return generate_pod_status(
+        pod,
+        state_of(pod, *records),
+        now=NOW,
+        host_ip="192.0.2.2",
+        pod_ip="10.0.0.5",
+        waiting=waiting,
+        probes=probes,
+        previous=previous,
+    )
+
+
+ALWAYS = make_pod(("a", "b"))
+ON_FAILURE = make_pod(("a", "b"), policy="OnFailure")
+NEVER = make_pod(("a", "b"), policy="Never")
+INIT_NEVER = make_pod(("a",), init=("i",), policy="Never")
+INIT = make_pod(("a",), init=("i",))
+SIDECAR = make_pod(("a",), sidecars=("s",))
+
+PHASES = [
+    ("nothing-yet", ALWAYS, [], {}, PodPhase.PENDING),
+    ("one-waiting", ALWAYS, [sandbox(ALWAYS), rec(ALWAYS, "a")], {}, PodPhase.PENDING),
+    (
+        "all-running",
+        ALWAYS,
+        [sandbox(ALWAYS), rec(ALWAYS, "a"), rec(ALWAYS, "b")],
+        {},
+        PodPhase.RUNNING,
+    ),
+    (
+        "always-all-exited-is-running",
+        ALWAYS,
+        [
+            sandbox(ALWAYS),
+            rec(ALWAYS, "a", state="exited"),
+            rec(ALWAYS, "b", state="exited", exit_code=1),
+        ],
+        {},
+        PodPhase.RUNNING,
+    ),
+    (
+        "on-failure-all-zero-succeeds",
+        ON_FAILURE,
+        [
+            sandbox(ON_FAILURE),
+            rec(ON_FAILURE, "a", state="exited"),
+            rec(ON_FAILURE, "b", state="exited"),
+        ],
+        {},
+        PodPhase.SUCCEEDED,
+    ),
+    (
+        "on-failure-one-failed-is-running",
+        ON_FAILURE,
+        [
+            sandbox(ON_FAILURE),
+            rec(ON_FAILURE, "a", state="exited"),
+            rec(ON_FAILURE, "b", state="exited", exit_code=1),
+        ],
+        {},
+        PodPhase.RUNNING,
+    ),
+    (
+        "never-one-failed-fails",
+        NEVER,
+        [
+            sandbox(NEVER),
+            rec(NEVER, "a", state="exited"),
+            rec(NEVER, "b", state="exited", exit_code=1),
+        ],
+        {},
+        PodPhase.FAILED,
+    ),
+    (
+        "never-all-zero-succeeds",
+        NEVER,
+        [sandbox(NEVER), rec(NEVER, "a", state="exited"), rec(NEVER, "b", state="exited")],
+        {},
+        PodPhase.SUCCEEDED,
+    ),
+    (
+        "never-one-still-running",
+        NEVER,
+        [sandbox(NEVER), rec(NEVER, "a", state="exited", exit_code=1), rec(NEVER, "b")],
+        {},
+        PodPhase.RUNNING,
+    ),
+    (
+        "crash-loop-is-running",
+        ALWAYS,
+        [sandbox(ALWAYS), rec(ALWAYS, "a", state="exited", exit_code=1), rec(ALWAYS, "b")],
+        {"a": Waiting("CrashLoopBackOff", "back-off")},
+        PodPhase.RUNNING,
+    ),
+    ("init-running-is-pending", INIT, [sandbox(INIT), rec(INIT, "i")], {}, PodPhase.PENDING),
+    (
+        "failed-init-under-never-fails",
+        INIT_NEVER,
+        [sandbox(INIT_NEVER), rec(INIT_NEVER, "i", state="exited", exit_code=1)],
+        {},
+        PodPhase.FAILED,
+    ),
+    (
+        "failed-init-retrying-is-pending",
+        INIT,
+        [sandbox(INIT), rec(INIT, "i", state="exited", exit_code=1)],
+        {"i": Waiting("CrashLoopBackOff", "")},
+        PodPhase.PENDING,
+    ),
+    (
+        "sidecar-and-app-running",
+        SIDECAR,
+        [sandbox(SIDECAR), rec(SIDECAR, "s"), rec(SIDECAR, "a")],
+        {},
+        PodPhase.RUNNING,
+    ),
+    (
+        "image-error-is-pending",
+        ALWAYS,
+        [sandbox(ALWAYS), rec(ALWAYS, "b")],
+        {"a": Waiting("ErrImageNeverPull", "x")},
+        PodPhase.PENDING,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("pod", "records", "waiting", "phase"), [p[1:] for p in PHASES], ids=[p[0] for p in PHASES]
+)
+def test_phase(
+    pod: Pod, records: list[ContainerRecord], waiting: dict[str, Waiting], phase: PodPhase
+) -> None:
+    assert status(pod, *records, waiting=waiting).phase is phase
+
+
+def test_terminal_phase_is_sticky() -> None:
+    done = status(
+        NEVER, sandbox(NEVER), rec(NEVER, "a", state="exited"), rec(NEVER, "b", state="exited")
+    )
+    assert done.phase is PodPhase.SUCCEEDED
+    again = status(NEVER, sandbox(NEVER), rec(NEVER, "a"), rec(NEVER, "b"), previous=done)
+    assert again.phase is PodPhase.SUCCEEDED
+
+
+def _api(s: PodStatus) -> dict[str, Any]:
+    return s.to_api()
+
+
+def test_running_pod_api_shape() -> None:
+    s = status(ALWAYS, sandbox(ALWAYS), rec(ALWAYS, "b"), rec(ALWAYS, "a", attempt=2))
+    api = _api(s)
+    assert api["phase"] == "Running"
+    assert [c["type"] for c in api["conditions"]] == [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ]
+    assert all(c["status"] == "True" for c in api["conditions"])
+    assert api["podIP"] == "10.0.0.5"
+    assert api["podIPs"] == [{"ip": "10.0.0.5"}]
+    assert api["hostIP"] == "192.0.2.2"
+    assert [c["name"] for c in api["containerStatuses"]] == ["a", "b"]  # sorted by name
+    a = api["containerStatuses"][0]
+    assert a["state"] == {"running": {"startedAt": "1970-01-01T00:01:40Z"}}
+    assert a["lastState"] == {}
+    assert a["restartCount"] == 2
+    assert a["ready"] is True
+    assert a["started"] is True
+    assert a["containerID"].startswith("docker://")
+    assert api["qosClass"] == "BestEffort"
+
+
+def test_waiting_reasons_and_not_ready_conditions() -> None:
+    api = _api(status(ALWAYS, sandbox(ALWAYS), rec(ALWAYS, "b")))
+    a = next(c for c in api["containerStatuses"] if c["name"] == "a")
+    assert a["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    assert a["ready"] is False
+    ready = next(c for c in api["conditions"] if c["type"] == "ContainersReady")
+    assert ready["status"] == "False"
+    assert ready["reason"] == "ContainersNotReady"
+    assert ready["message"] == "containers with unready status: [a]"
+
+
+def test_init_containers_status() -> None:
+    api = _api(status(INIT, sandbox(INIT), rec(INIT, "i")))
+    assert api["initContainerStatuses"][0]["state"]["running"]
+    a = api["containerStatuses"][0]
+    assert a["state"] == {"waiting": {"reason": "PodInitializing"}}
+    init = next(c for c in api["conditions"] if c["type"] == "Initialized")
+    assert init["status"] == "False"
+    assert init["reason"] == "ContainersNotInitialized"
+    assert init["message"] == "containers with incomplete status: [i]"
+
+
+def test_crash_loop_shows_last_state() -> None:
+    dead = rec(ALWAYS, "a", attempt=3, state="exited", exit_code=2, started=150.0, finished=200.0)
+    api = _api(
+        status(
+            ALWAYS,
+            sandbox(ALWAYS),
+            dead,
+            rec(ALWAYS, "b"),
+            waiting={"a": Waiting("CrashLoopBackOff", "back-off 40s")},
+        )
+    )
+    a = api["containerStatuses"][0]
+    assert a["state"] == {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}
+    assert a["lastState"]["terminated"]["exitCode"] == 2
+    assert a["lastState"]["terminated"]["reason"] == "Error"
+    assert a["lastState"]["terminated"]["startedAt"] == "1970-01-01T00:02:30Z"
+    assert a["restartCount"] == 3
+
+
+def test_restarted_container_has_previous_termination() -> None:
+    old = rec(ALWAYS, "a", attempt=0, state="exited", exit_code=1, created=1)
+    new = rec(ALWAYS, "a", attempt=1, created=2)
+    api = _api(status(ALWAYS, sandbox(ALWAYS), old, new, rec(ALWAYS, "b")))
+    a = api["containerStatuses"][0]
+    assert "running" in a["state"]
+    assert a["lastState"]["terminated"]["exitCode"] == 1
+    assert a["restartCount"] == 1
+
+
+@pytest.mark.parametrize(
+    ("record_kwargs", "reason"),
+    [
+        ({"exit_code": 0}, "Completed"),
+        ({"exit_code": 1}, "Error"),
+        ({"exit_code": 137, "oom": True}, "OOMKilled"),
+    ],
+    ids=["completed", "error", "oom"],
+)
+def test_terminated_reasons(record_kwargs: dict[str, Any], reason: str) -> None:
+    api = _api(
+        status(
+            NEVER, sandbox(NEVER), rec(NEVER, "a", state="exited", **record_kwargs), rec(NEVER, "b")
+        )
+    )
+    a = api["containerStatuses"][0]
+    assert a["state"]["terminated"]["reason"] == reason
+
+
+def test_readiness_probe_drives_ready() -> None:
+    pod = make_pod(
+        ("a",), container_extra={"a": {"readinessProbe": {"exec": {"command": ["true"]}}}}
+    )
+    not_yet = status(pod, sandbox(pod), rec(pod, "a"))
+    assert not_yet.container_statuses[0].ready is False
+    ready = status(pod, sandbox(pod), rec(pod, "a"), probes=ProbeView(ready={"a": True}))
+    assert ready.container_statuses[0].ready is True
+    condition = ready.condition("Ready")
+    assert condition is not None
+    assert condition.status
+
+
+def test_startup_probe_gates_started_and_ready() -> None:
+    s = status(
+        ALWAYS,
+        sandbox(ALWAYS),
+        rec(ALWAYS, "a"),
+        rec(ALWAYS, "b"),
+        probes=ProbeView(started={"a": False}),
+    )
+    a = s.container_statuses[0]
+    assert a.started is False
+    assert a.ready is False
+
+
+def test_transition_time_moves_only_on_flip() -> None:
+    first = generate_pod_status(
+        ALWAYS,
+        state_of(ALWAYS, sandbox(ALWAYS), rec(ALWAYS, "a")),
+        now=100,
+        host_ip="h",
+        pod_ip="p",
+    )
+    second = generate_pod_status(
+        ALWAYS,
+        state_of(ALWAYS, sandbox(ALWAYS), rec(ALWAYS, "a")),
+        now=200,
+        host_ip="h",
+        pod_ip="p",
+        previous=first,
+    )
+    third = generate_pod_status(
+        ALWAYS,
+        state_of(ALWAYS, sandbox(ALWAYS), rec(ALWAYS, "a"), rec(ALWAYS, "b")),
+        now=300,
+        host_ip="h",
+        pod_ip="p",
+        previous=second,
+    )
+    cr = [s.condition("ContainersReady") for s in (first, second, third)]
+    assert [c.last_transition_time for c in cr if c] == [100, 100, 300]
+    assert third.start_time == 100
+
+
+def test_readiness_gates_hold_ready() -> None:
+    pod = make_pod(("a",), extra={"readinessGates": [{"conditionType": "example.com/gate"}]})
+    s = status(pod, sandbox(pod), rec(pod, "a"))
+    ready = s.condition("Ready")
+    assert ready is not None
+    assert not ready.status
+    assert ready.reason == "ReadinessGatesNotReady"
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        ({}, "BestEffort"),
+        ({"limits": {"cpu": "1", "memory": "64Mi"}}, "Guaranteed"),
+        ({"requests": {"cpu": "100m"}}, "Burstable"),
+        ({"limits": {"cpu": "1"}}, "Burstable"),
+    ],
+    ids=["best-effort", "guaranteed", "burstable-requests", "burstable-partial"],
+)
+def test_qos_class(resources: dict[str, Any], expected: str) -> None:
+    pod = make_pod(("a",), container_extra={"a": {"resources": resources}})
+    assert qos_class(pod) == expected
+
+
+def test_host_network_pod_ip_is_host_ip() -> None:
+    pod = make_pod(("a",), extra={"hostNetwork": True})
+    s = status(pod, sandbox(pod, ip=""), rec(pod, "a"))
+    assert s.pod_ip == "192.0.2.2"
