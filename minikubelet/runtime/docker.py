@@ -1,0 +1,802 @@
+"""Pods on the Docker engine: the only code that tells Docker what to do.
+
+Pod workers decide (``runtime.actions``); this module carries it out with as
+few engine calls as a pod needs, and keeps the runtime cache current.
+
+Starting a pod is pipelined: the app (or first init) containers are created
+while the sandbox starts, since creating a container that joins the sandbox's
+namespaces needs the sandbox to exist, not to run. Their starts go out as
+soon as the sandbox runs, in spec order; a container with a postStart hook
+holds back the ones after it, as in kubelet. Nothing polls: a container is
+Running when its start call returns or its start event arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+
+from minikubelet.errors import (
+    ConflictError,
+    CreateContainerError,
+    ImageNotFoundError,
+    MinikubeletError,
+    NotFoundError,
+    RunContainerError,
+    RuntimeUnavailableError,
+    SandboxError,
+)
+from minikubelet.events import EventType
+from minikubelet.model import naming
+from minikubelet.model.spec import Container, Pod, PodUID
+from minikubelet.runtime.actions import StartContainer
+from minikubelet.runtime.dockerspec import (
+    CONTAINER_OOM_SCORE_ADJ,
+    SANDBOX_OOM_SCORE_ADJ,
+    ContainerParams,
+    HostDNS,
+    NodeResources,
+    SandboxParams,
+    container_create_body,
+    host_network_hosts_file,
+    hosts_file,
+    sandbox_create_body,
+)
+from minikubelet.runtime.events import EventStream
+from minikubelet.runtime.executor import DockerExecutor
+from minikubelet.runtime.images import ImageInfo, ImageStore
+from minikubelet.runtime.network import FOREIGN, IPAllocator, PodNetwork
+from minikubelet.runtime.state import (
+    ContainerRecord,
+    ContainerState,
+    RuntimeCache,
+    record_from_labels,
+)
+from minikubelet.runtime.volumes import (
+    PodDirectory,
+    container_mounts,
+    prepare_volumes,
+    read_termination_message,
+)
+from minikubelet.util.timefmt import parse_docker_time
+
+log = logging.getLogger(__name__)
+
+# Log tail used for FallbackToLogsOnError, as kubelet: 80 lines, at most 2 KiB.
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+
+
+class PodEventSink(Protocol):
+    def __call__(
+        self, pod: Pod, type_: EventType, reason: str, message: str, *, field_path: str = ""
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    node_name: str
+    state_dir: Path
+    network_name: str
+    pod_cidr: str
+    infra_image: str
+    host_ip: str
+    pull_timeout: float = 300.0
+    infra_pull_timeout: float = 30.0
+    # Kubelet gives static pods negative OOM scores; that needs CAP_SYS_RESOURCE.
+    lower_oom_scores: bool = True
+
+
+@dataclass(slots=True)
+class PodContext:
+    """What a pod's containers are created against: its sandbox, IP and host paths."""
+
+    pod: Pod
+    sandbox_id: str
+    pod_ip: str
+    pod_dir: PodDirectory
+    volume_paths: dict[str, Path]
+    hosts_path: Path | None
+
+
+def _state_of(status: str) -> ContainerState:
+    if status in ("running", "paused", "restarting"):
+        return ContainerState.RUNNING
+    if status in ("exited", "dead", "removing"):
+        return ContainerState.EXITED
+    if status == "created":
+        return ContainerState.CREATED
+    return ContainerState.UNKNOWN
+
+
+def record_from_inspect(
+    data: dict[str, Any], image_ids: Callable[[str], str] | None = None
+) -> ContainerRecord | None:
+    config = data.get("Config") or {}
+    state = data.get("State") or {}
+    labels = config.get("Labels") or {}
+    created = parse_docker_time(data.get("Created")) or 0.0
+    record = record_from_labels(
+        data["Id"],
+        labels,
+        state=_state_of(state.get("Status", "")),
+        created_at=created,
+        image=config.get("Image", ""),
+        image_id=f"docker://{data.get('Image', '')}",
+    )
+    if record is None:
+        return None
+    if image_ids is not None:
+        record = dataclasses.replace(record, image_id=image_ids(record.image) or record.image_id)
+    exited = record.state is ContainerState.EXITED
+    return dataclasses.replace(
+        record,
+        started_at=parse_docker_time(state.get("StartedAt")),
+        finished_at=parse_docker_time(state.get("FinishedAt")) if exited else None,
+        exit_code=int(state.get("ExitCode", 0)) if exited else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        error=state.get("Error") or "",
+        message=read_termination_message(labels.get(naming.TERMINATION_LOG, "")) if exited else "",
+    )
+
+
+def read_host_dns(path: str = "/etc/resolv.conf") -> HostDNS:
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return HostDNS()
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        if fields[0] == "nameserver" and len(fields) > 1:
+            servers.append(fields[1])
+        elif fields[0] in ("search", "domain"):
+            searches = fields[1:]
+        elif fields[0] == "options":
+            options.extend(fields[1:])
+    return HostDNS(tuple(servers), tuple(searches), tuple(options))
+
+
+def _list_ours(client: docker.APIClient, label: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = client.containers(all=True, filters={"label": label})
+    return result
+
+
+def _inspect(client: docker.APIClient, container_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = client.inspect_container(container_id)
+    return result
+
+
+def _create(client: docker.APIClient, body: dict[str, Any], name: str) -> str:
+    result: dict[str, Any] = client.create_container_from_config(body, name=name)  # type: ignore[no-untyped-call]
+    return str(result["Id"])
+
+
+def _start(client: docker.APIClient, container_id: str) -> None:
+    client.start(container_id)
+
+
+def _stop(client: docker.APIClient, container_id: str, timeout: int) -> None:
+    client.stop(container_id, timeout=timeout)
+
+
+def _remove(client: docker.APIClient, container_id: str) -> None:
+    client.remove_container(container_id, force=True, v=False)
+
+
+def _logs_tail(client: docker.APIClient, container_id: str, lines: int) -> bytes:
+    data: bytes = client.logs(container_id, stdout=True, stderr=True, tail=lines)
+    return data
+
+
+def _ping(client: docker.APIClient) -> bool:
+    return bool(client.ping())
+
+
+def _version(client: docker.APIClient) -> dict[str, Any]:
+    result: dict[str, Any] = client.version()
+    return result
+
+
+class DockerRuntime:
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        executor: DockerExecutor,
+        *,
+        cache: RuntimeCache,
+        events: PodEventSink,
+        node: NodeResources,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.cache = cache
+        self.images = ImageStore(executor, pull_timeout=config.pull_timeout)
+        self._events = events
+        self._node = node
+        self._clock = clock
+        self.infra_image = config.infra_image
+        self.ipam: IPAllocator | None = None
+        self.engine_version = ""
+        self._stream: EventStream | None = None
+        self._host_dns = read_host_dns()
+        self._background: set[asyncio.Task[None]] = set()
+        self.connected = asyncio.Event()
+        self.stream_up = False
+        self._relisting: asyncio.Task[None] | None = None
+        self._network_id = ""
+
+    @property
+    def node_label(self) -> str:
+        return f"{naming.NODE}={self.config.node_name}"
+
+    def pod_directory(self, uid: str) -> PodDirectory:
+        return PodDirectory(self.config.state_dir / "pods" / uid)
+
+    # --- lifecycle ---
+
+    async def connect(self) -> None:
+        """Wait for the engine, then set up the network and sandbox image; retries until done."""
+        delay = 0.2
+        while True:
+            try:
+                version = await self.executor.call(_version)
+                self.engine_version = str(version.get("Version", ""))
+                await self._ensure_network()
+                self.infra_image = await self.images.ensure_pause_image(
+                    self.config.infra_image, pull_timeout=self.config.infra_pull_timeout
+                )
+                self.connected.set()
+                return
+            except RuntimeUnavailableError as e:
+                log.warning("Docker engine not available (%s); retrying in %.1fs", e, delay)
+                self.executor.reset_client()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _ensure_network(self) -> None:
+        import ipaddress
+
+        name = self.config.network_name
+
+        def find(client: docker.APIClient) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = client.networks(names=[name])
+            return [n for n in result if n.get("Name") == name]
+
+        def create(client: docker.APIClient) -> None:
+            subnet = ipaddress.IPv4Network(self.config.pod_cidr)
+            gateway = str(next(subnet.hosts()))
+            pool = docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)
+            client.create_network(
+                name,
+                driver="bridge",
+                ipam=docker.types.IPAMConfig(pool_configs=[pool]),
+                labels={naming.NODE: self.config.node_name, "io.minikubelet.network": "pods"},
+            )
+
+        found = await self.executor.call(find)
+        if not found:
+            # ConflictError: created concurrently by another agent on this engine
+            with contextlib.suppress(ConflictError):
+                await self.executor.call(create)
+            found = await self.executor.call(find)
+        data = await self.executor.call(lambda c: c.inspect_network(found[0]["Id"]))
+        configs = (data.get("IPAM") or {}).get("Config") or []
+        ipv4 = [c for c in configs if c.get("Subnet") and ":" not in c["Subnet"]]
+        if not ipv4:
+            raise SandboxError(f"network {name} has no IPv4 subnet")
+        subnet = ipaddress.IPv4Network(ipv4[0]["Subnet"])
+        gateway = ipaddress.IPv4Address(ipv4[0].get("Gateway") or str(next(subnet.hosts())))
+        if str(subnet) != str(ipaddress.IPv4Network(self.config.pod_cidr)):
+            log.warning(
+                "network %s exists with subnet %s (configured %s); using it",
+                name,
+                subnet,
+                self.config.pod_cidr,
+            )
+        if self.ipam is None or self.ipam.network.subnet != subnet:
+            self.ipam = IPAllocator(PodNetwork(name, subnet, gateway))
+        self._network_id = found[0]["Id"]
+
+    async def _reserve_foreign_addresses(self) -> None:
+        """Keep addresses held by containers not ours (another agent, a manual
+        ``docker run --network``) away from our pods."""
+        if self.ipam is None or not self._network_id:
+            return
+        data = await self.executor.call(lambda c: c.inspect_network(self._network_id))
+        self.ipam.release_foreign()
+        for cid, endpoint in (data.get("Containers") or {}).items():
+            address = str(endpoint.get("IPv4Address") or "").split("/")[0]
+            record = self.cache.get(cid)
+            if address and (record is None or not record.is_sandbox):
+                self.ipam.reserve(PodUID(f"{FOREIGN}{cid}"), address)
+
+    def start_events(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stream = EventStream(
+            self.executor,
+            node_label=self.node_label,
+            loop=loop,
+            on_event=self._on_event,
+            on_connected=self._on_stream_connected,
+            on_disconnected=self._on_stream_disconnected,
+        )
+        self._stream.start()
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            await asyncio.to_thread(self._stream.join, 2.0)
+        for task in list(self._background):
+            task.cancel()
+        if self._relisting is not None:
+            self._relisting.cancel()
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        try:
+            return await asyncio.wait_for(self.executor.call(_ping), timeout)
+        except (TimeoutError, MinikubeletError):
+            return False
+
+    # --- the cache: relist and events ---
+
+    async def relist(self) -> None:
+        """Make the cache match the engine: list ours, inspect what is new or changed."""
+        summaries = await self.executor.call(_list_ours, self.node_label)
+        records: list[ContainerRecord] = []
+        to_inspect: list[str] = []
+        for s in summaries:
+            cid = s["Id"]
+            known = self.cache.get(cid)
+            state = _state_of(s.get("State", ""))
+            if known is not None and known.state is state:
+                records.append(known)
+            else:
+                to_inspect.append(cid)
+        results = await asyncio.gather(
+            *(self.executor.call(_inspect, cid) for cid in to_inspect), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, NotFoundError):
+                continue  # removed between list and inspect
+            if isinstance(result, BaseException):
+                raise result
+            record = record_from_inspect(result, self._image_id_for)
+            if record is not None:
+                records.append(record)
+        self.cache.replace_all(records)
+        if self.ipam is not None:
+            for record in records:
+                ip = record.label(naming.POD_IP)
+                if record.is_sandbox and ip:
+                    self.ipam.reserve(record.pod_uid, ip)
+            await self._reserve_foreign_addresses()
+
+    def _image_id_for(self, image: str) -> str:
+        info = self.images.cached(image)
+        return info.status_id if info is not None else ""
+
+    def _on_stream_connected(self) -> None:
+        self.stream_up = True
+        self.cache.stale = False
+        log.info("Docker event stream connected")
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.get_running_loop().create_task(self._relist_logged())
+
+    async def _relist_logged(self) -> None:
+        try:
+            await self.relist()
+        except MinikubeletError as e:
+            log.warning("relist failed: %s", e)
+
+    def _on_stream_disconnected(self, reason: str) -> None:
+        if self.stream_up:
+            log.warning("Docker event stream lost (%s); reconnecting", reason)
+        self.stream_up = False
+        self.cache.stale = True
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        action = event.get("Action") or event.get("status") or ""
+        actor = event.get("Actor") or {}
+        cid = actor.get("ID") or event.get("id") or ""
+        attributes = actor.get("Attributes") or {}
+        at = (event.get("timeNano") or 0) / 1e9 or self._clock()
+        if action == "start":
+            if self.cache.get(cid) is None:
+                self._spawn(self._adopt(cid))
+            else:
+                self.cache.started(cid, at)
+        elif action == "die":
+            exit_code = int(attributes.get("exitCode", "-1") or -1)
+            record = self.cache.died(cid, at=at, exit_code=exit_code)
+            if record is None and self.cache.get(cid) is None:
+                self._spawn(self._adopt(cid))
+            elif record is not None:
+                self._spawn(self._refine_exit(record))
+        elif action == "oom":
+            self.cache.oom(cid)
+        elif action == "destroy":
+            self.cache.remove(cid)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _adopt(self, cid: str) -> None:
+        try:
+            data = await self.executor.call(_inspect, cid)
+        except MinikubeletError:
+            return
+        record = record_from_inspect(data, self._image_id_for)
+        if record is not None and self.cache.get(cid) is None:
+            self.cache.put(record)
+
+    async def _refine_exit(self, record: ContainerRecord) -> None:
+        """Exact exit details (times, OOM, start error) and the termination message."""
+        changes: dict[str, Any] = {}
+        try:
+            data = await self.executor.call(_inspect, record.id)
+        except MinikubeletError:
+            data = None
+        if data is not None:
+            state = data.get("State") or {}
+            changes.update(
+                started_at=parse_docker_time(state.get("StartedAt")) or record.started_at,
+                finished_at=parse_docker_time(state.get("FinishedAt")) or record.finished_at,
+                oom_killed=bool(state.get("OOMKilled")) or record.oom_killed,
+                error=state.get("Error") or "",
+            )
+        message = read_termination_message(record.label(naming.TERMINATION_LOG))
+        if (
+            not message
+            and record.exit_code not in (0, None)
+            and record.label(naming.TERMINATION_MESSAGE_POLICY) == "FallbackToLogsOnError"
+        ):
+            try:
+                tail = await self.executor.call(_logs_tail, record.id, FALLBACK_LOG_LINES)
+                message = tail[-FALLBACK_LOG_BYTES:].decode("utf-8", errors="replace")
+            except MinikubeletError:
+                message = ""
+        if message:
+            changes["message"] = message
+        if changes:
+            self.cache.update(record.id, **changes)
+
+    # --- engine calls that keep the cache current ---
+
+    async def _create_checked(self, name: str, body: dict[str, Any]) -> str:
+        """Create, settling a name clash with a leftover of an interrupted start."""
+        try:
+            return await self.executor.call(_create, body, name)
+        except ConflictError:
+            pass
+        try:
+            data = await self.executor.call(_inspect, name)
+        except NotFoundError:
+            return await self.executor.call(_create, body, name)
+        record = record_from_inspect(data, self._image_id_for)
+        if (data.get("State") or {}).get("Running"):
+            # The cache missed a live container: take it in and let the worker look again.
+            if record is not None:
+                self.cache.put(record)
+            raise CreateContainerError(f"container {name} already exists and is running")
+        await self.executor.call(_remove, data["Id"])
+        self.cache.remove(data["Id"])
+        return await self.executor.call(_create, body, name)
+
+    async def _start_container(self, cid: str) -> None:
+        await self.executor.call(_start, cid)
+        self.cache.started(cid, self._clock())
+
+    async def remove_container(self, cid: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self.executor.call(_remove, cid)
+        self.cache.remove(cid)
+
+    async def stop_container(self, record: ContainerRecord, *, timeout: int) -> None:
+        """Stop with the image's stop signal, SIGKILL after ``timeout`` seconds."""
+        if not record.running:
+            return
+        try:
+            await self.executor.call(_stop, record.id, timeout)
+        except NotFoundError:
+            self.cache.remove(record.id)
+
+    # --- pods ---
+
+    def _sandbox_record(
+        self, cid: str, p: SandboxParams, labels: dict[str, str]
+    ) -> ContainerRecord:
+        record = record_from_labels(
+            cid, labels, state=ContainerState.CREATED, created_at=self._clock(), image=p.image
+        )
+        assert record is not None
+        return record
+
+    async def create_sandbox(self, pod: Pod, *, attempt: int, start_time: float) -> PodContext:
+        """Prepare the pod's host side and create (not start) its sandbox."""
+        pod_dir = self.pod_directory(pod.uid)
+        if pod.spec.host_network:
+            pod_ip = ""
+        else:
+            assert self.ipam is not None
+            pod_ip = self.ipam.allocate(pod.uid)
+        volume_paths = prepare_volumes(pod, pod_dir, node_memory=self._node.memory)
+        hosts_path = self._write_hosts(pod, pod_dir, pod_ip)
+        params = SandboxParams(
+            pod=pod,
+            node_name=self.config.node_name,
+            image=self.infra_image,
+            network=self.config.network_name,
+            pod_ip=pod_ip,
+            attempt=attempt,
+            start_time=start_time,
+            host_dns=self._host_dns,
+            oom_score_adj=SANDBOX_OOM_SCORE_ADJ if self.config.lower_oom_scores else None,
+        )
+        name, body = sandbox_create_body(params)
+        try:
+            cid = await self._create_checked(name, body)
+        except MinikubeletError as e:
+            raise SandboxError(f"Failed to create pod sandbox: {e}") from e
+        self.cache.put(self._sandbox_record(cid, params, body["Labels"]))
+        return PodContext(pod, cid, pod_ip, pod_dir, volume_paths, hosts_path)
+
+    def _write_hosts(self, pod: Pod, pod_dir: PodDirectory, pod_ip: str) -> Path | None:
+        spec = pod.spec
+        aliases = [(a.ip, a.hostnames) for a in spec.host_aliases]
+        if spec.host_network:
+            try:
+                node_hosts = Path("/etc/hosts").read_text()
+            except OSError:
+                node_hosts = ""
+            pod_dir.write_hosts(host_network_hosts_file(node_hosts, aliases))
+        else:
+            hostname = naming.pod_hostname(pod.name, spec.hostname)
+            fqdn = (
+                f"{hostname}.{spec.subdomain}.{pod.namespace}.svc.cluster.local"
+                if spec.subdomain
+                else ""
+            )
+            pod_dir.write_hosts(
+                hosts_file(pod_ip=pod_ip, hostname=hostname, aliases=aliases, fqdn=fqdn)
+            )
+        return pod_dir.hosts_path
+
+    def context_for(self, pod: Pod, sandbox: ContainerRecord) -> PodContext:
+        """The context of a pod whose sandbox exists: host paths are re-checked, not re-created."""
+        pod_dir = self.pod_directory(pod.uid)
+        pod_ip = sandbox.label(naming.POD_IP)
+        if pod_ip and self.ipam is not None:
+            self.ipam.reserve(pod.uid, pod_ip)
+        volume_paths = prepare_volumes(pod, pod_dir, node_memory=self._node.memory)
+        hosts_path = (
+            pod_dir.hosts_path
+            if pod_dir.hosts_path.exists()
+            else self._write_hosts(pod, pod_dir, pod_ip)
+        )
+        return PodContext(pod, sandbox.id, pod_ip, pod_dir, volume_paths, hosts_path)
+
+    async def start_sandbox(self, ctx: PodContext) -> None:
+        try:
+            await self._start_container(ctx.sandbox_id)
+        except MinikubeletError as e:
+            if ctx.pod_ip and self.ipam is not None and "already in use" in str(e):
+                # Someone else holds this address: keep it away from us and pick another next time.
+                self.ipam.release(ctx.pod.uid)
+                self.ipam.reserve(PodUID(f"{FOREIGN}{ctx.pod_ip}"), ctx.pod_ip)
+            raise SandboxError(f"Failed to start pod sandbox: {e}") from e
+
+    async def create_container(self, ctx: PodContext, start: StartContainer) -> str:
+        """Create one container (pulling its image per policy); returns its id."""
+        if start.existing is not None:
+            return start.existing.id
+        pod, container = ctx.pod, start.container
+        info = await self._ensure_image(pod, container)
+        term_log = ctx.pod_dir.new_termination_log(container.name, start.restart_count)
+        mounts = container_mounts(
+            container, ctx.volume_paths, hosts_file=ctx.hosts_path, termination_log=term_log
+        )
+        params = ContainerParams(
+            pod=pod,
+            container=container,
+            node_name=self.config.node_name,
+            sandbox_id=ctx.sandbox_id,
+            restart_count=start.restart_count,
+            pod_ip=self.config.host_ip if pod.spec.host_network else ctx.pod_ip,
+            host_ip=self.config.host_ip,
+            mounts=mounts,
+            termination_log=str(term_log),
+            image_user=info.user,
+            node=self._node,
+            oom_score_adj=CONTAINER_OOM_SCORE_ADJ if self.config.lower_oom_scores else None,
+        )
+        name, body = container_create_body(params)
+        try:
+            cid = await self._create_checked(name, body)
+        except ImageNotFoundError:
+            # The image went away since we cached it: check again, once.
+            self.images.forget(container.image)
+            info = await self._ensure_image(pod, container)
+            cid = await self._create_checked(name, body)
+        except MinikubeletError as e:
+            raise CreateContainerError(str(e)) from e
+        record = record_from_labels(
+            cid,
+            body["Labels"],
+            state=ContainerState.CREATED,
+            created_at=self._clock(),
+            image=container.image,
+            image_id=info.status_id,
+        )
+        assert record is not None
+        self.cache.put(record)
+        self._events(
+            pod,
+            EventType.NORMAL,
+            "Created",
+            f"Created container: {container.name}",
+            field_path=_field(pod, container),
+        )
+        return cid
+
+    async def _ensure_image(self, pod: Pod, container: Container) -> ImageInfo:
+        field_path = _field(pod, container)
+        try:
+            info, pulled = await self.images.ensure(container.image, container.image_pull_policy)
+        except MinikubeletError as e:
+            self._events(pod, EventType.WARNING, "Failed", str(e), field_path=field_path)
+            raise
+        if not pulled:
+            # Kubelet reports this for every container start; it is the only trace of the check.
+            self._events(
+                pod,
+                EventType.NORMAL,
+                "Pulled",
+                f'Container image "{container.image}" already present on machine',
+                field_path=field_path,
+            )
+        else:
+            self._events(
+                pod,
+                EventType.NORMAL,
+                "Pulled",
+                f'Successfully pulled image "{container.image}"',
+                field_path=field_path,
+            )
+        return info
+
+    async def start_container(self, ctx: PodContext, container: Container, cid: str) -> None:
+        try:
+            await self._start_container(cid)
+        except MinikubeletError as e:
+            self._events(
+                ctx.pod,
+                EventType.WARNING,
+                "Failed",
+                f"Error: {e}",
+                field_path=_field(ctx.pod, container),
+            )
+            raise RunContainerError(str(e)) from e
+        self._events(
+            ctx.pod,
+            EventType.NORMAL,
+            "Started",
+            f"Started container {container.name}",
+            field_path=_field(ctx.pod, container),
+        )
+
+    async def start_pod(
+        self,
+        pod: Pod,
+        *,
+        attempt: int,
+        starts: Sequence[StartContainer],
+        start_time: float,
+        post_start: Callable[[PodContext, Container, str], Any] | None = None,
+    ) -> dict[str, MinikubeletError]:
+        """Create and start a sandbox and, overlapped with it, the first containers.
+
+        Returns the errors of containers that could not be started, by name.
+        Raises SandboxError (or MountError) if the sandbox itself failed.
+        """
+        ctx = await self.create_sandbox(pod, attempt=attempt, start_time=start_time)
+        sandbox_start = asyncio.ensure_future(self.start_sandbox(ctx))
+        creates = [asyncio.ensure_future(self.create_container(ctx, s)) for s in starts]
+        try:
+            await sandbox_start
+        except BaseException:
+            # Containers made for a sandbox that never ran would only inflate restart counts.
+            created = await asyncio.gather(*creates, return_exceptions=True)
+            for cid in created:
+                if isinstance(cid, str):
+                    await self.remove_container(cid)
+            raise
+        return await self._start_in_order(ctx, starts, creates, post_start)
+
+    async def start_containers(
+        self,
+        ctx: PodContext,
+        starts: Sequence[StartContainer],
+        post_start: Callable[[PodContext, Container, str], Any] | None = None,
+    ) -> dict[str, MinikubeletError]:
+        """Create and start containers in a running sandbox."""
+        creates = [asyncio.ensure_future(self.create_container(ctx, s)) for s in starts]
+        return await self._start_in_order(ctx, starts, creates, post_start)
+
+    async def _start_in_order(
+        self,
+        ctx: PodContext,
+        starts: Sequence[StartContainer],
+        creates: Sequence[asyncio.Future[str]],
+        post_start: Callable[[PodContext, Container, str], Any] | None,
+    ) -> dict[str, MinikubeletError]:
+        errors: dict[str, MinikubeletError] = {}
+        running: list[asyncio.Future[None]] = []
+        names: list[str] = []
+        for start, create in zip(starts, creates, strict=True):
+            container = start.container
+            try:
+                cid = await create
+            except MinikubeletError as e:
+                errors[container.name] = e
+                continue
+            task = asyncio.ensure_future(self.start_container(ctx, container, cid))
+            if post_start is not None and container.lifecycle.post_start is not None:
+                # The hook must finish before the next container starts.
+                try:
+                    await task
+                    await post_start(ctx, container, cid)
+                except MinikubeletError as e:
+                    errors[container.name] = e
+                continue
+            running.append(task)
+            names.append(container.name)
+        for name, result in zip(
+            names, await asyncio.gather(*running, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, MinikubeletError):
+                errors[name] = result
+            elif isinstance(result, BaseException):
+                raise result
+        return errors
+
+    async def remove_pod(self, uid: PodUID, *, keep_dir: bool = False) -> None:
+        """Remove a pod's containers (apps first, sandboxes last), its IP and its directory."""
+        state = self.cache.pod_state(uid)
+        for record in state.containers:
+            await self.remove_container(record.id)
+        for record in state.sandboxes:
+            await self.remove_container(record.id)
+        if self.ipam is not None:
+            self.ipam.release(uid)
+        if not keep_dir:
+            await asyncio.to_thread(self.pod_directory(uid).remove)
+
+    def host_files_exist(self, uid: str) -> bool:
+        return os.path.isdir(self.pod_directory(uid).root)
+
+
+def _field(pod: Pod, container: Container) -> str:
+    section = (
+        "initContainers"
+        if any(c.name == container.name for c in pod.spec.init_containers)
+        else "containers"
+    )
+    return f"spec.{section}{{{container.name}}}"
