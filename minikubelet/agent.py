@@ -1,0 +1,190 @@
+"""The agent's lifecycle: build the parts, run them, stop them in order.
+
+Start-up order matters for "never touch a healthy pod": the runtime cache is
+filled from Docker (adoption) before any source is read, so the first
+decision about every pod is made knowing what already runs. Shutdown is
+bounded and ordered: stop serving, stop the sources, stop the workers (pods
+keep running unless asked), stop the event stream, release the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from minikubelet.config.file import FileSource
+from minikubelet.config.merge import PodConfig
+from minikubelet.config.source import SeenTimes
+from minikubelet.errors import ConfigError
+from minikubelet.events import EventRecorder, EventType, ObjectRef
+from minikubelet.model import naming
+from minikubelet.model.spec import Pod
+from minikubelet.podworkers import PodWorkers, WorkerSettings, pod_ref
+from minikubelet.runtime.docker import DockerRuntime, RuntimeConfig
+from minikubelet.runtime.dockerspec import NodeResources
+from minikubelet.runtime.executor import DockerExecutor
+from minikubelet.runtime.state import RuntimeCache
+from minikubelet.server.app import ServerDeps, make_app
+from minikubelet.settings import Settings
+from minikubelet.status.manager import StatusManager
+from minikubelet.util.host import (
+    CAP_SYS_RESOURCE,
+    detect_host_ip,
+    has_capability,
+    node_cpu_milli,
+    node_memory_bytes,
+)
+from minikubelet.util.timefmt import rfc3339_nano_local
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 1.5
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node_name = settings.node_name
+        self.host_ip = settings.node_ip or detect_host_ip()
+        self.recorder = EventRecorder(host=self.node_name, clock=time.time)
+        self.status = StatusManager()
+        self.cache = RuntimeCache()
+        self.executor = DockerExecutor(settings.docker_host or None)
+        self.runtime = DockerRuntime(
+            RuntimeConfig(
+                node_name=self.node_name,
+                state_dir=settings.state_dir,
+                network_name=settings.network_name,
+                pod_cidr=settings.pod_cidr,
+                infra_image=settings.pod_infra_image,
+                host_ip=self.host_ip,
+                infra_pull_timeout=settings.infra_pull_timeout,
+                lower_oom_scores=has_capability(CAP_SYS_RESOURCE),
+            ),
+            self.executor,
+            cache=self.cache,
+            events=self._pod_event,
+            node=NodeResources(cpu_milli=node_cpu_milli(), memory=node_memory_bytes()),
+        )
+        self.workers = PodWorkers(
+            self.runtime,
+            self.status,
+            self.recorder,
+            settings=WorkerSettings(host_ip=self.host_ip),
+            clock=time.time,
+        )
+        if not self.runtime.config.lower_oom_scores:
+            log.warning(
+                "no CAP_SYS_RESOURCE: pods run without kubelet's negative OOM score adjustment"
+            )
+        self.node_ref = ObjectRef(kind="Node", name=self.node_name, uid=self.node_name)
+        self.seen = SeenTimes(time.time, rfc3339_nano_local)
+        self.config: PodConfig | None = None
+        self._runner: web.AppRunner | None = None
+
+    def _pod_event(
+        self, pod: Pod, type_: EventType, reason: str, message: str, *, field_path: str = ""
+    ) -> None:
+        self.recorder.record(pod_ref(pod, field_path), type_, reason, message)
+
+    async def _start_server(self) -> None:
+        token = ""
+        if self.settings.auth_token_file:
+            try:
+                token = (
+                    await asyncio.to_thread(Path(self.settings.auth_token_file).read_text)
+                ).strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"authTokenFile: cannot read {self.settings.auth_token_file}: {e.strerror}"
+                ) from None
+            if not token:
+                raise ConfigError(f"authTokenFile: {self.settings.auth_token_file} is empty")
+        app = make_app(
+            ServerDeps(
+                status=self.status,
+                engine=self.runtime,
+                source_errors=lambda: self.config.errors if self.config is not None else [],
+                auth_token=token,
+            )
+        )
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.listen_host, self.settings.listen_port)
+        await site.start()
+        log.info("serving status on http://%s", self.settings.listen)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await self._start_server()
+        try:
+            connect = asyncio.ensure_future(self._connect())
+            stopped = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if connect not in done:
+                connect.cancel()
+                return
+            stopped.cancel()
+            connect.result()
+            source = FileSource(
+                self.settings.manifest_dir,
+                node_name=self.node_name,
+                seen=self.seen,
+                sink=self._on_snapshot,
+                resync_period=self.settings.file_check_frequency,
+                max_bytes=self.settings.max_manifest_bytes,
+            )
+            source_task = asyncio.ensure_future(source.run())
+            log.info(
+                "minikubelet running as node %s (host IP %s, manifests in %s)",
+                self.node_name,
+                self.host_ip,
+                self.settings.manifest_dir,
+            )
+            try:
+                await stop.wait()
+            finally:
+                source_task.cancel()
+                await asyncio.gather(source_task, return_exceptions=True)
+        finally:
+            await self._shutdown()
+
+    async def _connect(self) -> None:
+        await self.runtime.connect()
+        # Adopt what runs before reading any manifest: the first decision about a pod sees it.
+        await self.runtime.relist()
+        for record in self.cache.records():
+            seen = record.label(naming.ANNOTATION_PREFIX + naming.CONFIG_SEEN)
+            if record.is_sandbox and seen:
+                self.seen.seed(record.pod_uid, seen)
+        self.runtime.start_events()
+        self.config = PodConfig(
+            [FileSource.name],
+            sink=self.workers.sync_desired,
+            recorder=self.recorder,
+            node_ref=self.node_ref,
+            running=self.cache.pod_uids(),
+        )
+        log.info("adopted %d pods from Docker", len(self.cache.pod_uids()))
+
+    def _on_snapshot(self, snapshot: object) -> None:
+        assert self.config is not None
+        self.config.update(snapshot)  # type: ignore[arg-type]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        try:
+            await asyncio.wait_for(
+                self.workers.shutdown(stop_pods=self.settings.stop_pods_on_exit),
+                None if self.settings.stop_pods_on_exit else SHUTDOWN_TIMEOUT,
+            )
+        except TimeoutError:
+            log.warning("pod workers did not stop in %.1fs", SHUTDOWN_TIMEOUT)
+        await self.runtime.close()
+        self.executor.shutdown()
+        log.info("minikubelet stopped")

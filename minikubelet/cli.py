@@ -1,0 +1,156 @@
+"""Command line: ``minikubelet run`` and ``minikubelet validate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from minikubelet import __version__
+from minikubelet.config.file import is_manifest_name, load_manifest_file
+from minikubelet.errors import ConfigError, ManifestError
+from minikubelet.settings import DEFAULT_CONFIG, build_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minikubelet", description="Kubernetes static pods on the local Docker engine."
+    )
+    parser.add_argument("--version", action="version", version=f"minikubelet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help=f"config file (default {DEFAULT_CONFIG}, read if present; '' for none)",
+    )
+    run.add_argument(
+        "--manifest-dir",
+        type=Path,
+        help="directory of Pod manifests (default /etc/minikubelet/manifests)",
+    )
+    run.add_argument("--node-name", help="node name (default: the hostname)")
+    run.add_argument("--listen", help="status endpoint host:port (default 127.0.0.1:10255)")
+    run.add_argument(
+        "--state-dir", type=Path, help="state directory (default /var/lib/minikubelet)"
+    )
+    run.add_argument("--pod-infra-image", help="sandbox image (default registry.k8s.io/pause:3.10)")
+    run.add_argument("--pod-cidr", help="subnet of the pod network, used when creating it")
+    run.add_argument("--network-name", help="Docker network for pods (default minikubelet)")
+    run.add_argument("--node-ip", help="this node's IP (default: the default route's address)")
+    run.add_argument("--auth-token-file", help="bearer token required by the status endpoint")
+    run.add_argument(
+        "--stop-pods-on-exit",
+        action="store_true",
+        default=None,
+        help="stop pods gracefully on exit",
+    )
+    run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+
+    validate = sub.add_parser("validate", help="check manifests offline; exit 1 on any error")
+    validate.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
+    validate.add_argument(
+        "--node-name", default=None, help="node name used to name the pods (default: hostname)"
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from minikubelet.agent import Agent
+
+    try:
+        settings = build_settings(
+            config_file=Path(args.config) if args.config else None,
+            overrides={
+                "manifest_dir": args.manifest_dir,
+                "node_name": args.node_name,
+                "listen": args.listen,
+                "state_dir": args.state_dir,
+                "pod_infra_image": args.pod_infra_image,
+                "pod_cidr": args.pod_cidr,
+                "network_name": args.network_name,
+                "node_ip": args.node_ip,
+                "auth_token_file": args.auth_token_file,
+                "stop_pods_on_exit": args.stop_pods_on_exit,
+                "log_level": args.log_level,
+            },
+        )
+    except ConfigError as e:
+        print(f"minikubelet: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(settings).run(stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as e:
+        logging.getLogger("minikubelet").error("%s", e)
+        return 2
+    except OSError as e:
+        logging.getLogger("minikubelet").error("cannot start: %s", e)
+        return 1
+    return 0
+
+
+def _expand_paths(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(p for p in path.iterdir() if is_manifest_name(p.name) and not p.is_dir())
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _validate(args: argparse.Namespace) -> int:
+    node = args.node_name or socket.gethostname()
+    failed = False
+    names: dict[str, Path] = {}
+    for path in _expand_paths(args.paths):
+        try:
+            _, pod = load_manifest_file(path, node_name=node, seen=lambda uid: "")
+        except FileNotFoundError:
+            print(f"{path}: no such file")
+            failed = True
+            continue
+        except ManifestError as e:
+            for error in e.errors:
+                print(f"{path}: {error}")
+            failed = True
+            continue
+        if pod.key in names:
+            print(f"{path}: metadata.name: pod {pod.key} is already defined by {names[pod.key]}")
+            failed = True
+            continue
+        names[pod.key] = path
+        print(f"{path}: ok (pod {pod.key})")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return _validate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

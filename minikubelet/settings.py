@@ -1,0 +1,176 @@
+"""Agent settings: flags win over the config file, which wins over the defaults.
+
+The config file is YAML with camelCase keys, like a KubeletConfiguration;
+an unknown key is an error naming the key, not something silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from minikubelet.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/minikubelet/config.yaml")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Name of this node; static pods are named <metadata.name>-<node name>. Default: hostname.
+    node_name: str = ""
+    # Directory of Pod manifests (*.yaml, *.yml, *.json directly in it).
+    manifest_dir: Path = Path("/etc/minikubelet/manifests")
+    # host:port of the status endpoint. Loopback unless authTokenFile is set.
+    listen: str = "127.0.0.1:10255"
+    # Where pod directories (emptyDir data, hosts files, termination logs) live.
+    state_dir: Path = Path("/var/lib/minikubelet")
+    # Sandbox image; built locally when it is absent and cannot be pulled.
+    pod_infra_image: str = "registry.k8s.io/pause:3.10"
+    # The Docker bridge network pods attach to, and its subnet (used when it is created).
+    network_name: str = "minikubelet"
+    pod_cidr: str = "10.217.0.0/16"
+    # Docker engine address; default: DOCKER_HOST or the local socket.
+    docker_host: str = ""
+    # This node's IP (status.hostIP); default: the address of the default route.
+    node_ip: str = ""
+    # Seconds between full rescans of the manifest directory (kubelet: 20).
+    file_check_frequency: float = 20.0
+    # Largest manifest file read, in bytes (kubelet: 10 MiB).
+    max_manifest_bytes: int = 10 * 1024 * 1024
+    # Seconds to wait for the sandbox image pull before building one locally.
+    infra_pull_timeout: float = 30.0
+    # Terminate pods gracefully when the agent stops (default: leave them running).
+    stop_pods_on_exit: bool = False
+    # File holding a bearer token required by the status endpoint; required off loopback.
+    auth_token_file: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def listen_host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_listen(self.listen)[1]
+
+
+_KEYS = {
+    "nodeName": "node_name",
+    "manifestDir": "manifest_dir",
+    "listen": "listen",
+    "stateDir": "state_dir",
+    "podInfraImage": "pod_infra_image",
+    "networkName": "network_name",
+    "podCIDR": "pod_cidr",
+    "dockerHost": "docker_host",
+    "nodeIP": "node_ip",
+    "fileCheckFrequency": "file_check_frequency",
+    "maxManifestBytes": "max_manifest_bytes",
+    "infraPullTimeout": "infra_pull_timeout",
+    "stopPodsOnExit": "stop_pods_on_exit",
+    "authTokenFile": "auth_token_file",
+    "logLevel": "log_level",
+}
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen: {value!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _coerce(name: str, value: Any, origin: str, key: str) -> Any:
+    kind = _TYPES[name]
+    if kind in ("Path", Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{origin}: {key}: must be a path")
+        return Path(value)
+    if kind in ("bool", bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: {key}: must be true or false")
+        return value
+    if kind in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{origin}: {key}: must be a positive integer")
+        return value
+    if kind in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{origin}: {key}: must be a positive number")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {key}: must be a string")
+    return value
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = _KEYS.get(str(key))
+        if name is None:
+            raise ConfigError(f"{path}: {key}: unknown setting (known: {', '.join(sorted(_KEYS))})")
+        out[name] = _coerce(name, value, str(path), str(key))
+    return out
+
+
+def build_settings(*, config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    """Defaults, then the config file (if present), then flags (``overrides``, None = not given)."""
+    values: dict[str, Any] = {}
+    if config_file is not None and (config_file != DEFAULT_CONFIG or config_file.exists()):
+        values.update(load_config_file(config_file))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(Settings(), **values)
+    if not settings.node_name:
+        settings = replace(settings, node_name=socket.gethostname())
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: Settings) -> None:
+    from minikubelet.model.validation import is_dns1123_subdomain
+
+    if not is_dns1123_subdomain(settings.node_name.lower()):
+        raise ConfigError(
+            f"nodeName: {settings.node_name!r} is not a valid node name (RFC 1123 subdomain)"
+        )
+    host, _ = split_listen(settings.listen)
+    if not is_loopback(host) and not settings.auth_token_file:
+        raise ConfigError(
+            f"listen: {settings.listen} is not loopback; the status endpoint must then "
+            "be authenticated (set authTokenFile / --auth-token-file)"
+        )
+    try:
+        network = ipaddress.IPv4Network(settings.pod_cidr)
+    except ValueError:
+        raise ConfigError(f"podCIDR: {settings.pod_cidr!r} is not an IPv4 network") from None
+    if network.num_addresses < 8:
+        raise ConfigError(f"podCIDR: {settings.pod_cidr} is too small")
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"logLevel: {settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")

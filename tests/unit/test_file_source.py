@@ -1,0 +1,246 @@
+"""The manifest directory source with real inotify on a temporary directory (no Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from minikubelet.config.file import FileSource, is_manifest_name
+from minikubelet.config.merge import PodConfig
+from minikubelet.config.source import SeenTimes, SourceSnapshot
+from minikubelet.events import EventRecorder, ObjectRef
+from minikubelet.model.spec import Pod, PodUID
+
+POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: c
+    image: busybox:{tag}
+"""
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.snapshots: list[SourceSnapshot] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, snapshot: SourceSnapshot) -> None:
+        self.snapshots.append(snapshot)
+        self.changed.set()
+
+    @property
+    def last(self) -> SourceSnapshot:
+        return self.snapshots[-1]
+
+    async def wait_for(
+        self, predicate: Callable[[SourceSnapshot], bool], timeout: float = 3.0
+    ) -> SourceSnapshot:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.snapshots and predicate(self.last):
+                return self.last
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"no matching snapshot within {timeout}s; last: {self.snapshots[-1:]}"
+                )
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+
+
+@pytest.fixture
+async def source(tmp_path: Path) -> AsyncIterator[tuple[Path, Collector]]:
+    collector = Collector()
+    seen = SeenTimes(time.time, str)
+    src = FileSource(
+        tmp_path, node_name="n1", seen=seen, sink=collector, resync_period=60, max_bytes=4096
+    )
+    task = asyncio.create_task(src.run())
+    try:
+        await collector.wait_for(lambda s: True)
+        yield tmp_path, collector
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def names(snapshot: SourceSnapshot) -> list[str]:
+    return [p.name for p in snapshot.pods]
+
+
+@pytest.mark.parametrize(
+    ("name", "is_manifest"),
+    [
+        ("pod.yaml", True),
+        ("pod.yml", True),
+        ("pod.json", True),
+        (".pod.yaml", False),
+        (".pod.yaml.swp", False),
+        ("pod.yaml~", False),
+        ("#pod.yaml#", False),
+        ("pod.txt", False),
+        ("4913", False),
+    ],
+)
+def test_manifest_names(name: str, is_manifest: bool) -> None:
+    assert is_manifest_name(name) is is_manifest
+
+
+async def test_add_change_remove(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    assert collector.last.pods == ()
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+    first = await collector.wait_for(lambda s: names(s) == ["a-n1"], timeout=1.0)
+    uid = first.pods[0].uid
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="2"))
+    changed = await collector.wait_for(lambda s: bool(s.pods) and s.pods[0].uid != uid, timeout=1.0)
+    assert changed.pods[0].spec.containers[0].image == "busybox:2"
+    (directory / "a.yaml").unlink()
+    await collector.wait_for(lambda s: s.pods == (), timeout=1.0)
+
+
+async def test_comment_only_edit_keeps_uid(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+    first = await collector.wait_for(lambda s: names(s) == ["a-n1"])
+    count = len(collector.snapshots)
+    (directory / "a.yaml").write_text("# a comment\n" + POD.format(name="a", tag="1"))
+    await asyncio.sleep(0.3)
+    assert all(s.pods[0].uid == first.pods[0].uid for s in collector.snapshots[count:])
+
+
+async def test_ignored_files(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    for name in (".hidden.yaml", "pod.yaml~", "notes.txt"):
+        (directory / name).write_text(POD.format(name="x", tag="1"))
+    (directory / "real.yaml").write_text(POD.format(name="real", tag="1"))
+    snapshot = await collector.wait_for(lambda s: names(s) == ["real-n1"])
+    assert snapshot.errors == ()
+
+
+async def test_invalid_file_is_reported_and_keeps_last_good_pod(
+    source: tuple[Path, Collector],
+) -> None:
+    directory, collector = source
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+    good = await collector.wait_for(lambda s: names(s) == ["a-n1"])
+    (directory / "a.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c}]}\n"
+    )
+    bad = await collector.wait_for(lambda s: bool(s.errors))
+    assert bad.pods == good.pods
+    assert str(bad.errors[0]) == f"{directory / 'a.yaml'}: spec.containers[0].image: required value"
+    (directory / "b.yaml").write_text("{{{ not yaml")
+    both = await collector.wait_for(lambda s: len(s.errors) == 2)
+    assert str(both.errors[1]).startswith(f"{directory / 'b.yaml'}: invalid YAML")
+
+
+async def test_half_written_file_is_not_acted_on(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    text = POD.format(name="slow", tag="1")
+    fd = os.open(directory / "slow.yaml", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, text[:30].encode())
+        await asyncio.sleep(0.4)
+        assert all(not s.pods for s in collector.snapshots)
+        os.write(fd, text[30:].encode())
+    finally:
+        os.close(fd)
+    await collector.wait_for(lambda s: names(s) == ["slow-n1"] and not s.errors)
+
+
+async def test_atomic_rename_is_seen(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    tmp = directory / ".tmp-write"
+    tmp.write_text(POD.format(name="moved", tag="1"))
+    tmp.rename(directory / "moved.yaml")
+    await collector.wait_for(lambda s: names(s) == ["moved-n1"], timeout=1.0)
+
+
+async def test_oversized_file_is_refused(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    (directory / "big.yaml").write_text(POD.format(name="big", tag="1") + "#" * 5000)
+    snapshot = await collector.wait_for(lambda s: bool(s.errors))
+    assert "over the limit of 4096" in str(snapshot.errors[0])
+    assert snapshot.pods == ()
+
+
+async def test_fifo_does_not_hang(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    os.mkfifo(directory / "fifo.yaml")
+    (directory / "after.yaml").write_text(POD.format(name="after", tag="1"))
+    snapshot = await collector.wait_for(lambda s: "after-n1" in names(s) and bool(s.errors))
+    assert [str(e) for e in snapshot.errors] == [f"{directory / 'fifo.yaml'}: not a regular file"]
+
+
+async def test_directory_created_later(tmp_path: Path) -> None:
+    collector = Collector()
+    directory = tmp_path / "later"
+    src = FileSource(directory, node_name="n1", seen=SeenTimes(time.time, str), sink=collector)
+    task = asyncio.create_task(src.run())
+    try:
+        await collector.wait_for(lambda s: s.pods == ())
+        directory.mkdir()
+        (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+        await collector.wait_for(lambda s: names(s) == ["a-n1"], timeout=4.0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _pod_config(
+    running: set[PodUID] | None = None,
+) -> tuple[PodConfig, list[tuple[dict[PodUID, Pod], bool]], EventRecorder]:
+    received: list[tuple[dict[PodUID, Pod], bool]] = []
+    recorder = EventRecorder(host="n1", clock=time.time)
+    config = PodConfig(
+        ["file"],
+        sink=lambda desired, ready: received.append((dict(desired), ready)),
+        recorder=recorder,
+        node_ref=ObjectRef("Node", "n1"),
+        running=running or set(),
+    )
+    return config, received, recorder
+
+
+async def test_duplicate_names_first_wins(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    (directory / "b.yaml").write_text(POD.format(name="same", tag="1"))
+    await collector.wait_for(lambda s: len(s.pods) == 1)
+    (directory / "a.yaml").write_text(POD.format(name="same", tag="2"))
+    snapshot = await collector.wait_for(lambda s: len(s.pods) == 2)
+    config, received, recorder = _pod_config()
+    config.update(snapshot)
+    desired, ready = received[-1]
+    assert ready
+    assert [p.origin for p in desired.values()] == [str(directory / "b.yaml")]
+    assert [str(e) for e in config.errors] == [
+        f"{directory / 'a.yaml'}: metadata.name: pod default/same-n1 is already defined by "
+        f"{directory / 'b.yaml'}; this one is ignored"
+    ]
+    assert [e.reason for e in recorder.list()] == ["FailedValidation"]
+    config.update(snapshot)  # the same error again is not a new event
+    assert recorder.list()[0].count == 1
+
+
+async def test_duplicate_prefers_running_pod(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    (directory / "b.yaml").write_text(POD.format(name="same", tag="1"))
+    (directory / "a.yaml").write_text(POD.format(name="same", tag="2"))
+    snapshot = await collector.wait_for(lambda s: len(s.pods) == 2)
+    running = next(p for p in snapshot.pods if p.origin.endswith("b.yaml"))
+    config, received, _ = _pod_config(running={running.uid})
+    config.update(snapshot)
+    assert list(received[-1][0]) == [running.uid]

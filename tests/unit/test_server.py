@@ -1,0 +1,136 @@
+"""The status endpoint's handlers over real HTTP on loopback (no Docker)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from minikubelet.config.merge import SourceError
+from minikubelet.server.app import ServerDeps, make_app
+from minikubelet.status.manager import StatusManager
+from minikubelet.status.types import PodPhase, PodStatus
+from tests.unit.helpers import make_pod
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.up = True
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        return self.up
+
+
+async def _client(deps: ServerDeps) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(make_app(deps), host="127.0.0.1")
+    )
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def status() -> StatusManager:
+    return StatusManager()
+
+
+@pytest.fixture
+async def client(
+    engine: Engine, status: StatusManager
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    errors = [SourceError("file", "/m/bad.yaml", "spec.containers[0].image", "required value")]
+    async for c in _client(ServerDeps(status=status, engine=engine, source_errors=lambda: errors)):
+        yield c
+
+
+async def test_healthz_follows_the_engine(
+    client: TestClient[web.Request, web.Application], engine: Engine
+) -> None:
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert await resp.text() == "ok"
+    engine.up = False
+    resp = await client.get("/healthz")
+    assert resp.status == 503
+
+
+async def test_empty_pod_list_is_kubelet_shaped(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await client.get("/pods")
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    body = await resp.json()
+    assert body["kind"] == "PodList"
+    assert body["apiVersion"] == "v1"
+    assert body["items"] is None
+    assert body["errors"] == [
+        {
+            "source": "file",
+            "file": "/m/bad.yaml",
+            "field": "spec.containers[0].image",
+            "message": "required value",
+        }
+    ]
+
+
+async def test_pods_lists_tracked_pods_with_status(
+    client: TestClient[web.Request, web.Application], status: StatusManager
+) -> None:
+    pod = make_pod(("a",))
+    status.track(pod)
+    status.set(pod.uid, PodStatus(phase=PodPhase.RUNNING, pod_ip="10.0.0.9"))
+    body = await (await client.get("/pods")).json()
+    (item,) = body["items"]
+    assert item["metadata"]["name"] == pod.name
+    assert item["metadata"]["uid"] == pod.uid
+    assert item["spec"]["containers"][0]["name"] == "a"
+    assert item["status"]["phase"] == "Running"
+    assert item["status"]["podIP"] == "10.0.0.9"
+    status.untrack(pod.uid)
+    assert (await (await client.get("/pods")).json())["items"] is None
+
+
+async def test_debug_endpoints_are_refused(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await client.get("/containerLogs/default/p/c")
+    assert resp.status == 405
+    assert await resp.text() == "Debug endpoints are disabled."
+    resp = await client.post("/exec/default/p/c")
+    assert resp.status == 405
+
+
+async def test_token_required_when_configured(engine: Engine, status: StatusManager) -> None:
+    deps = ServerDeps(status=status, engine=engine, source_errors=list, auth_token="s3cret")
+    async for client in _client(deps):
+        assert (await client.get("/pods")).status == 401
+        assert (await client.get("/pods", headers={"Authorization": "Bearer wrong"})).status == 401
+        assert (await client.get("/pods", headers={"Authorization": "Bearer s3cret"})).status == 200
+
+
+def test_status_manager_versions_and_cache() -> None:
+    manager = StatusManager()
+    pod = make_pod(("a",))
+    queue = manager.subscribe()
+    manager.track(pod)
+    v1 = manager.resource_version
+    first = manager.pod_json(pod.uid)
+    assert manager.pod_json(pod.uid) is first  # serialised once per version
+    assert not manager.set(pod.uid, manager.get(pod.uid))  # type: ignore[arg-type]
+    assert manager.set(pod.uid, PodStatus(phase=PodPhase.RUNNING))
+    assert manager.resource_version > v1
+    assert manager.pod_json(pod.uid) != first
+    manager.untrack(pod.uid)
+    kinds = [queue.get_nowait().type.value for _ in range(queue.qsize())]
+    assert kinds == ["ADDED", "MODIFIED", "DELETED"]
