@@ -1,0 +1,344 @@
+"""Fixtures for tests on the real Docker engine with the real agent process.
+
+Every agent runs as its own process (``python -m minikubelet run``) with a
+tmp manifest directory, a tmp state directory, a free loopback port and a
+node name of its own; all its containers carry that node name, so teardown
+removes exactly them, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import pytest
+import yaml
+
+from minikubelet.model import naming
+from minikubelet.runtime import volumes
+
+ROOT = Path(__file__).resolve().parents[2]
+NETWORK = "minikubelet-test"
+POD_CIDR = "10.218.0.0/16"
+T = TypeVar("T")
+
+
+def _load_script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def wait_until(
+    predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.05
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except (OSError, KeyError, IndexError, ValueError, docker.errors.APIError) as e:
+            last = e
+        if last and not isinstance(last, Exception):
+            result: T = last
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> docker.APIClient:
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    client.ping()
+    return client
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_api: docker.APIClient) -> str:
+    module = _load_script("busybox_image")
+    module.ensure_image(docker_api, module.DEFAULT_IMAGE)
+    return str(module.DEFAULT_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def pause_image(docker_api: docker.APIClient) -> str:
+    """The locally built sandbox image, made through the agent's own offline path."""
+    import asyncio
+
+    from minikubelet.runtime.executor import DockerExecutor
+    from minikubelet.runtime.images import ImageStore
+
+    async def build() -> str:
+        executor = DockerExecutor()
+        try:
+            return await ImageStore(executor).ensure_pause_image(
+                "registry.invalid/pause:3.10", pull_timeout=30
+            )
+        finally:
+            executor.shutdown()
+
+    return asyncio.run(build())
+
+
+class Agent:
+    """One agent process and the helpers a test needs around it."""
+
+    def __init__(
+        self,
+        base: Path,
+        api: docker.APIClient,
+        *,
+        infra_image: str,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.api = api
+        self.node = f"t{uuid.uuid4().hex[:8]}"
+        self.manifests = base / "manifests"
+        self.state = base / "state"
+        self.log_path = base / "agent.log"
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.infra_image = infra_image
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # --- process ---
+
+    def start(self, *, wait: bool = True) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "minikubelet",
+            "run",
+            "--config",
+            "",
+            "--manifest-dir",
+            str(self.manifests),
+            "--state-dir",
+            str(self.state),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--node-name",
+            self.node,
+            "--network-name",
+            NETWORK,
+            "--pod-cidr",
+            POD_CIDR,
+            "--pod-infra-image",
+            self.infra_image,
+            "--log-level",
+            "DEBUG",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        log.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"agent exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            return (
+                self.get("/healthz", raw=True) == b"ok"
+                and "Docker event stream connected" in self.log()
+            )
+
+        wait_until(ready, timeout=timeout, what="the agent to answer /healthz")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(
+                f"agent did not stop within {timeout}s after signal {sig}"
+            ) from None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    # --- HTTP ---
+
+    def get(self, path: str, *, raw: bool = False) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+            body = resp.read()
+        return body if raw else json.loads(body)
+
+    def pod_list(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/pods")
+        return result
+
+    def pod(self, name: str) -> dict[str, Any] | None:
+        full = f"{name}-{self.node}"
+        for item in self.pod_list()["items"] or []:
+            if item["metadata"]["name"] == full:
+                return dict(item)
+        return None
+
+    def wait_pod(
+        self,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 30.0,
+        what: str = "",
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            pod = self.pod(name)
+            return pod if pod is not None and predicate(pod) else None
+
+        try:
+            return wait_until(check, timeout=timeout, what=what or f"pod {name}")
+        except AssertionError as e:
+            pod = self.pod(name)
+            status = json.dumps(pod["status"], indent=1) if pod else "absent"
+            raise AssertionError(f"{e}\nstatus: {status}\nagent log:\n{self.log_tail()}") from None
+
+    def wait_running(self, name: str, timeout: float = 30.0) -> dict[str, Any]:
+        return self.wait_pod(
+            name,
+            lambda p: p["status"]["phase"] == "Running" and all_running(p),
+            timeout=timeout,
+            what=f"pod {name} running",
+        )
+
+    # --- manifests ---
+
+    def write(self, filename: str, manifest: dict[str, Any] | str) -> Path:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        path = self.manifests / filename
+        path.write_text(text)
+        return path
+
+    def remove(self, filename: str) -> None:
+        (self.manifests / filename).unlink()
+
+    # --- Docker ---
+
+    def containers(self, **filters: str) -> list[dict[str, Any]]:
+        labels = [f"{naming.NODE}={self.node}", *(f"{k}={v}" for k, v in filters.items())]
+        result: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": labels})
+        return result
+
+    def container_of(self, pod: dict[str, Any], name: str) -> dict[str, Any]:
+        status = next(
+            s
+            for s in pod["status"]["containerStatuses"]
+            + pod["status"].get("initContainerStatuses", [])
+            if s["name"] == name
+        )
+        cid = status["containerID"].removeprefix("docker://")
+        result: dict[str, Any] = self.api.inspect_container(cid)
+        return result
+
+    def exec(self, pod: dict[str, Any], container: str, *cmd: str) -> str:
+        cid = self.container_of(pod, container)["Id"]
+        exec_id = self.api.exec_create(cid, list(cmd))
+        output: bytes = self.api.exec_start(exec_id["Id"])
+        return output.decode()
+
+    def cleanup(self) -> None:
+        for c in self.containers():
+            with contextlib.suppress(docker.errors.NotFound):
+                self.api.remove_container(c["Id"], force=True)
+        # Pods left running when the agent stopped keep their Memory emptyDirs
+        # mounted; unmount them so pytest can delete its temporary directories.
+        prefix = str(self.state) + "/"
+        with open("/proc/self/mounts") as mounts:
+            targets = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+        for target in targets:
+            with contextlib.suppress(OSError):
+                volumes.unmount(Path(target))
+
+
+def all_running(pod: dict[str, Any]) -> bool:
+    statuses = pod["status"].get("containerStatuses") or []
+    return bool(statuses) and all("running" in s["state"] for s in statuses)
+
+
+def pod_manifest(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    spec.setdefault("terminationGracePeriodSeconds", 0)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": containers, **spec},
+    }
+
+
+@pytest.fixture
+def make_agent(
+    tmp_path: Path, docker_api: docker.APIClient, busybox_image: str, pause_image: str
+) -> Iterator[Callable[..., Agent]]:
+    agents: list[Agent] = []
+
+    def factory(
+        *extra_args: str,
+        start: bool = True,
+        infra_image: str | None = None,
+        base: Path | None = None,
+    ) -> Agent:
+        agent = Agent(
+            base or tmp_path / f"agent{len(agents)}",
+            docker_api,
+            infra_image=infra_image or pause_image,
+            extra_args=extra_args,
+        )
+        agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+    yield factory
+    for agent in agents:
+        try:
+            agent.stop(signal.SIGKILL)
+        finally:
+            agent.cleanup()
+            if os.environ.get("MINIKUBELET_TEST_LOGS"):
+                print(f"--- agent {agent.node} log ---\n{agent.log()}")
+
+
+@pytest.fixture
+def agent(make_agent: Callable[..., Agent]) -> Agent:
+    return make_agent()
