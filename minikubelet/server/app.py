@@ -7,6 +7,7 @@ request needs the bearer token (checked in constant time).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -74,8 +75,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="docker: the engine does not answer")
 
 
-async def pods(request: web.Request) -> web.Response:
+async def pods(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
+    if request.query.get("watch", "").lower() in ("1", "true"):
+        return await watch_pods(request)
     status = deps.status
     items = [status.pod_json(uid) for uid in status.sorted_uids()]
     body = b"".join(
@@ -90,6 +93,60 @@ async def pods(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+async def watch_pods(request: web.Request) -> web.StreamResponse:
+    """Stream pod changes as the API server's watch does: one JSON event per line.
+
+    Current pods come first as ADDED, then every change as it is published,
+    so a client sees a status the moment a worker sets it, without polling.
+    ``timeoutSeconds`` ends the stream, as on the API server.
+    """
+    status = request.app[DEPS].status
+    try:
+        timeout = float(request.query.get("timeoutSeconds", "0") or 0)
+    except ValueError:
+        raise web.HTTPBadRequest(text="timeoutSeconds: must be a number") from None
+    subscription = status.subscribe()
+    try:
+        snapshot_version = status.resource_version
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        initial = [status.pod_json(uid) for uid in status.sorted_uids()]
+        await resp.write(b"".join(_event(b"ADDED", body) for body in initial if body is not None))
+        deadline = asyncio.get_running_loop().time() + timeout if timeout > 0 else None
+        while True:
+            if deadline is None:
+                change = await subscription.next()
+            else:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    change = await asyncio.wait_for(subscription.next(), remaining)
+                except TimeoutError:
+                    break
+            if change is None:
+                break
+            if change.resource_version <= snapshot_version:
+                continue  # already in the initial list
+            batch = [change, *subscription.pending()]
+            await resp.write(
+                b"".join(
+                    _event(c.type.value.encode(), status.change_json(c))
+                    for c in batch
+                    if c.resource_version > snapshot_version
+                )
+            )
+        await resp.write_eof()
+        return resp
+    finally:
+        subscription.close()
+
+
+def _event(type_: bytes, body: bytes) -> bytes:
+    return b'{"type":"' + type_ + b'","object":' + body + b"}\n"
+
+
 async def debug_disabled(request: web.Request) -> web.Response:
     return web.Response(status=405, text="Debug endpoints are disabled.")
 
@@ -97,6 +154,12 @@ async def debug_disabled(request: web.Request) -> web.Response:
 def make_app(deps: ServerDeps) -> web.Application:
     app = web.Application(middlewares=[_auth])
     app[DEPS] = deps
+
+    async def end_watches(_: web.Application) -> None:
+        # Lets streaming handlers return, so shutdown does not wait on them.
+        deps.status.close_subscriptions()
+
+    app.on_shutdown.append(end_watches)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/pods/", pods)

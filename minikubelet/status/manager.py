@@ -38,6 +38,48 @@ class PodChange:
     status: PodStatus
 
 
+class Subscription:
+    """A feed of pod changes that ends (``next`` → None) when closed or overrun.
+
+    A subscriber that falls more than ``SUBSCRIBER_QUEUE`` changes behind is
+    cut off rather than slowing the agent down; like an API watch that expired,
+    it starts again from a fresh list.
+    """
+
+    def __init__(self, manager: StatusManager) -> None:
+        self._manager = manager
+        self._queue: asyncio.Queue[PodChange | None] = asyncio.Queue(SUBSCRIBER_QUEUE + 1)
+        self.closed = False
+
+    def _offer(self, change: PodChange) -> None:
+        if self.closed:
+            return
+        if self._queue.qsize() >= SUBSCRIBER_QUEUE:
+            self.close()
+            return
+        self._queue.put_nowait(change)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._manager._subscribers.discard(self)
+            self._queue.put_nowait(None)
+
+    def pending(self) -> list[PodChange]:
+        """Changes already queued, without waiting."""
+        out: list[PodChange] = []
+        while not self._queue.empty():
+            change = self._queue.get_nowait()
+            if change is not None:
+                out.append(change)
+        return out
+
+    async def next(self) -> PodChange | None:
+        if self.closed and self._queue.empty():
+            return None
+        return await self._queue.get()
+
+
 @dataclass(slots=True)
 class _Entry:
     pod: Pod
@@ -69,7 +111,7 @@ class StatusManager:
         self._entries: dict[PodUID, _Entry] = {}
         self._versions = itertools.count(1)
         self._version = 0
-        self._subscribers: set[asyncio.Queue[PodChange]] = set()
+        self._subscribers: set[Subscription] = set()
 
     @property
     def resource_version(self) -> int:
@@ -133,16 +175,25 @@ class StatusManager:
 
     def _publish(self, type_: WatchType, entry: _Entry) -> None:
         change = PodChange(type_, entry.pod.uid, entry.version, entry.pod, entry.status)
-        for queue in list(self._subscribers):
-            try:
-                queue.put_nowait(change)
-            except asyncio.QueueFull:
-                self._subscribers.discard(queue)
+        for subscription in list(self._subscribers):
+            subscription._offer(change)
 
-    def subscribe(self) -> asyncio.Queue[PodChange]:
-        queue: asyncio.Queue[PodChange] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        self._subscribers.add(queue)
-        return queue
+    def change_json(self, change: PodChange) -> bytes:
+        """The pod object of a change, reusing the cached JSON when it is the current one."""
+        entry = self._entries.get(change.uid)
+        if entry is not None and entry.version == change.resource_version:
+            cached = self.pod_json(change.uid)
+            if cached is not None:
+                return cached
+        return json.dumps(
+            pod_object(change.pod, change.status, change.resource_version), separators=(",", ":")
+        ).encode()
 
-    def unsubscribe(self, queue: asyncio.Queue[PodChange]) -> None:
-        self._subscribers.discard(queue)
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(self)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def close_subscriptions(self) -> None:
+        for subscription in list(self._subscribers):
+            subscription.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from minikubelet.model import naming
@@ -21,6 +22,7 @@ def make_pod(
     policy: str = "Always",
     extra: dict[str, Any] | None = None,
     container_extra: dict[str, dict[str, Any]] | None = None,
+    name: str = "p",
 ) -> Pod:
     """A pod; ``sidecars`` are init containers with restartPolicy Always, placed first."""
     container_extra = container_extra or {}
@@ -36,7 +38,8 @@ def make_pod(
     if inits:
         spec["initContainers"] = inits
     spec.update(extra or {})
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": UID}, "spec": spec}
+    uid = UID if name == "p" else hashlib.md5(name.encode()).hexdigest()
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "uid": uid}, "spec": spec}
     return pod_from_document(doc, origin="/m/p.yaml", node_name="node", seen=lambda uid: "t")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from minikubelet.config.merge import SourceError
@@ -132,5 +135,67 @@ def test_status_manager_versions_and_cache() -> None:
     assert manager.resource_version > v1
     assert manager.pod_json(pod.uid) != first
     manager.untrack(pod.uid)
-    kinds = [queue.get_nowait().type.value for _ in range(queue.qsize())]
-    assert kinds == ["ADDED", "MODIFIED", "DELETED"]
+    assert [c.type.value for c in queue.pending()] == ["ADDED", "MODIFIED", "DELETED"]
+
+
+async def _next_event(resp: ClientResponse) -> dict[str, Any]:
+    line = await asyncio.wait_for(resp.content.readline(), 5)
+    event: dict[str, Any] = json.loads(line)
+    return event
+
+
+async def test_watch_lists_then_streams_changes(
+    client: TestClient[web.Request, web.Application], status: StatusManager
+) -> None:
+    first, second = make_pod(("a",), name="first"), make_pod(("a",), name="second")
+    status.track(first)
+    resp = await client.get("/pods", params={"watch": "true"})
+    assert resp.status == 200
+    added = await _next_event(resp)
+    assert added["type"] == "ADDED"
+    assert added["object"]["metadata"]["uid"] == first.uid
+    assert added["object"]["status"]["phase"] == "Pending"
+
+    status.track(second)
+    status.set(first.uid, PodStatus(phase=PodPhase.RUNNING))
+    status.untrack(second.uid)
+    events = [await _next_event(resp) for _ in range(3)]
+    assert [(e["type"], e["object"]["metadata"]["uid"]) for e in events] == [
+        ("ADDED", second.uid),
+        ("MODIFIED", first.uid),
+        ("DELETED", second.uid),
+    ]
+    assert events[1]["object"]["status"]["phase"] == "Running"
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in [added, *events]]
+    assert versions == sorted(versions)
+    resp.close()
+
+
+async def test_watch_ends_after_timeout_seconds(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    resp = await client.get("/pods", params={"watch": "1", "timeoutSeconds": "0.2"})
+    assert resp.status == 200
+    assert await asyncio.wait_for(resp.read(), 5) == b""
+    bad = await client.get("/pods", params={"watch": "1", "timeoutSeconds": "soon"})
+    assert bad.status == 400
+
+
+async def test_watch_ends_when_subscriptions_close(
+    client: TestClient[web.Request, web.Application], status: StatusManager
+) -> None:
+    resp = await client.get("/pods", params={"watch": "true"})
+    assert resp.status == 200
+    status.close_subscriptions()  # what the server's shutdown does
+    assert await asyncio.wait_for(resp.read(), 5) == b""
+
+
+def test_an_overrun_subscriber_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("minikubelet.status.manager.SUBSCRIBER_QUEUE", 3)
+    manager = StatusManager()
+    subscription = manager.subscribe()
+    pods = [make_pod(("a",), name=f"p{i}") for i in range(5)]
+    for pod in pods:
+        manager.track(pod)
+    assert subscription.closed
+    assert [c.uid for c in subscription.pending()] == [p.uid for p in pods[:3]]
