@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 
 # Log tail used for FallbackToLogsOnError, as kubelet: 80 lines, at most 2 KiB.
 FALLBACK_LOG_LINES = 80
+REMOVING_TTL = 60.0
 FALLBACK_LOG_BYTES = 2048
 
 
@@ -236,6 +237,7 @@ class DockerRuntime:
         self._stream: EventStream | None = None
         self._host_dns = read_host_dns()
         self._background: set[asyncio.Task[None]] = set()
+        self._removing: set[str] = set()
         self.connected = asyncio.Event()
         self.stream_up = False
         self._relisting: asyncio.Task[None] | None = None
@@ -426,11 +428,14 @@ class DockerRuntime:
             record = self.cache.died(cid, at=at, exit_code=exit_code)
             if record is None and self.cache.get(cid) is None:
                 self._spawn(self._adopt(cid))
-            elif record is not None:
+            elif record is not None and cid not in self._removing:
+                # Exit details of a container we are deleting would be read by
+                # no one, and the inspect would compete with the removals.
                 self._spawn(self._refine_exit(record))
         elif action == "oom":
             self.cache.oom(cid)
         elif action == "destroy":
+            self._removing.discard(cid)
             self.cache.remove(cid)
 
     def _spawn(self, coro: Any) -> None:
@@ -505,6 +510,9 @@ class DockerRuntime:
         self.cache.started(cid, self._clock())
 
     async def remove_container(self, cid: str) -> None:
+        self._removing.add(cid)
+        # Normally the destroy event clears it; this bounds the set if none comes.
+        asyncio.get_running_loop().call_later(REMOVING_TTL, self._removing.discard, cid)
         with contextlib.suppress(NotFoundError):
             await self.executor.call(_remove, cid)
         self.cache.remove(cid)
