@@ -463,11 +463,12 @@ def test_bad_manifests_are_reported_and_others_run_on(agent: Agent) -> None:
 def test_offline_sandbox_image_is_built_locally(
     make_agent: Callable[..., Agent], docker_api: docker.APIClient, pause_image: str
 ) -> None:
-    # Take the local image away (no container uses it between tests), so the agent must build it.
-    try:
-        docker_api.remove_image(pause_image)
-    except docker.errors.APIError:
-        pytest.fail(f"could not remove {pause_image}: a container still uses it")
+    # Take the local image's name away so the agent must build it. Forced, because
+    # sandboxes of other agents on this engine may still run from it; they keep
+    # their (now untagged) image.
+    docker_api.remove_image(pause_image, force=True)
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_api.inspect_image(pause_image)
     agent = make_agent(infra_image="registry.invalid/pause:3.10")
     agent.write("p.yaml", pod_manifest("p", [sh("c", "sleep 3600 & wait")]))
     pod = agent.wait_running("p")
