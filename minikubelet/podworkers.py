@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -27,22 +28,28 @@ from enum import Enum
 
 from minikubelet.errors import ImagePullError, MinikubeletError, MountError, SandboxError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
+from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, HookTarget
 from minikubelet.model import naming
-from minikubelet.model.spec import Pod, PodUID
+from minikubelet.model.build import build_handler
+from minikubelet.model.spec import Container, Handler, Pod, PodUID
 from minikubelet.runtime.actions import (
     KillContainer,
     PodActions,
     StartContainer,
     Waiting,
+    backoff_from_labels,
     compute_pod_actions,
 )
-from minikubelet.runtime.docker import DockerRuntime
+from minikubelet.runtime.docker import DockerRuntime, PodContext
 from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
 from minikubelet.status.generate import ProbeView, generate_pod_status
 from minikubelet.status.manager import StatusManager
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 
 log = logging.getLogger(__name__)
+
+# After a preStop hook, a container still gets at least this long to stop (kubelet: 2 s).
+MIN_STOP_WINDOW = 2
 
 
 class WorkerPhase(Enum):
@@ -88,7 +95,9 @@ class PodWorker:
         self.phase = WorkerPhase.SYNCING if pod is not None else WorkerPhase.TERMINATING
         self.wake = asyncio.Event()
         self.wake.set()
-        self.backoff: dict[str, BackOffEntry] = {}
+        self.backoff: dict[str, BackOffEntry] = backoff_from_labels(
+            owner.runtime.cache.pod_state(uid)
+        )
         # Starts that failed, held until their retry time (ImagePullBackOff and the like).
         self.held: dict[str, _Held] = {}
         # Sandbox or volume failure: the pod is not retried before this time.
@@ -241,7 +250,11 @@ class PodWorker:
             start_time = self._start_time(state, self.owner.clock())
             try:
                 errors = await runtime.start_pod(
-                    pod, attempt=actions.sandbox_attempt, starts=starts, start_time=start_time
+                    pod,
+                    attempt=actions.sandbox_attempt,
+                    starts=starts,
+                    start_time=start_time,
+                    post_start=self._post_start,
                 )
             except MountError as e:
                 self._hold_pod(pod, "FailedMount", e)
@@ -260,7 +273,33 @@ class PodWorker:
         except MountError as e:
             self._hold_pod(pod, "FailedMount", e)
             return
-        self._record_errors(pod, starts, await runtime.start_containers(ctx, starts))
+        self._record_errors(
+            pod, starts, await runtime.start_containers(ctx, starts, self._post_start)
+        )
+
+    async def _post_start(self, ctx: PodContext, container: Container, cid: str) -> None:
+        """Run a postStart hook; on failure kill the container, as the kubelet does.
+
+        The failure is not a start error to retry later: the container did
+        start, so its restart is decided by the restart policy and back-off.
+        """
+        handler = container.lifecycle.post_start
+        if handler is None:
+            return
+        target = HookTarget.of(ctx.pod, container, cid, ctx.pod_ip)
+        try:
+            await self.owner.hooks.run("PostStart", handler, target, timeout=POST_START_TIMEOUT)
+        except HookError as e:
+            field_path = f"spec.containers{{{container.name}}}"
+            self.owner.event(
+                ctx.pod, EventType.WARNING, "FailedPostStartHook", str(e), field_path=field_path
+            )
+            self.waiting[container.name] = Waiting("PostStartHookError", str(e))
+            record = self.owner.runtime.cache.get(cid)
+            if record is not None:
+                await self.owner.stop_container(
+                    ctx.pod, record, ctx.pod.spec.termination_grace_period_seconds
+                )
 
     async def _kill(self, pod: Pod, kill: KillContainer) -> None:
         self.owner.event(
@@ -275,7 +314,7 @@ class PodWorker:
             if kill.grace_override is not None
             else pod.spec.termination_grace_period_seconds
         )
-        await self.owner.runtime.stop_container(kill.record, timeout=grace)
+        await self.owner.stop_container(pod, kill.record, grace)
 
     def _start_time(self, state: PodRuntimeState, now: float) -> float:
         previous = self.owner.status.get(self.uid)
@@ -391,6 +430,7 @@ class PodWorkers:
         self._sources_ready = False
         self._closing = False
         self._name_free: dict[str, asyncio.Event] = {}
+        self.hooks = HookRunner(runtime)
         runtime.cache.add_listener(self.notify)
 
     @property
@@ -492,7 +532,12 @@ class PodWorkers:
             await event.wait()
 
     async def kill_running(self, pod: Pod | None, state: PodRuntimeState, *, grace: int) -> None:
-        """Stop a pod's running containers: apps together, sidecars in reverse, then sandboxes."""
+        """Stop a pod's running containers: apps together, sidecars in reverse, then sandboxes.
+
+        Everything shares one deadline, so the pod takes no longer than its grace
+        period (plus the minimum stop window for sidecars still running then).
+        """
+        deadline = self.clock() + grace
         sidecars = (
             [c.name for c in pod.spec.init_containers if c.is_sidecar] if pod is not None else []
         )
@@ -501,7 +546,8 @@ class PodWorkers:
         for name in reversed(sidecars):
             for record in state.instances(name):
                 if record.running:
-                    await self._stop(pod, record, grace)
+                    remaining = max(int(deadline - self.clock()), MIN_STOP_WINDOW)
+                    await self._stop(pod, record, min(grace, remaining))
         for sandbox in state.sandboxes:
             if sandbox.running:
                 await self.runtime.stop_container(sandbox, timeout=0)
@@ -515,7 +561,46 @@ class PodWorkers:
                 f"Stopping container {record.name}",
                 field_path=f"spec.containers{{{record.name}}}",
             )
-        await self.runtime.stop_container(record, timeout=grace)
+        await self.stop_container(pod, record, grace)
+
+    async def stop_container(self, pod: Pod | None, record: ContainerRecord, grace: int) -> None:
+        """preStop (within the grace period), then the stop signal, SIGKILL at the deadline.
+
+        Whole seconds the hook used come off the grace period; what is left is
+        at least ``MIN_STOP_WINDOW``, as on the kubelet. Grace 0 skips the hook
+        and kills at once (a deliberate difference, see the README).
+        """
+        if not record.running:
+            return
+        started = self.clock()
+        handler = _pre_stop_handler(pod, record) if grace > 0 else None
+        if handler is not None:
+            target = self._hook_target(pod, record)
+            try:
+                await self.hooks.run("PreStop", handler, target, timeout=grace)
+            except HookError as e:
+                if pod is not None:
+                    field_path = f"spec.containers{{{record.name}}}"
+                    self.event(
+                        pod, EventType.WARNING, "FailedPreStopHook", str(e), field_path=field_path
+                    )
+                else:
+                    log.warning("%s", e)
+        timeout = max(grace - int(self.clock() - started), MIN_STOP_WINDOW) if grace > 0 else 0
+        await self.runtime.stop_container(record, timeout=timeout)
+
+    def _hook_target(self, pod: Pod | None, record: ContainerRecord) -> HookTarget:
+        sandbox = self.runtime.cache.get(record.label(naming.SANDBOX_ID))
+        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
+        container = pod.spec.container(record.name) if pod is not None else None
+        if pod is not None and container is not None:
+            return HookTarget.of(pod, container, record.id, pod_ip)
+        ports: dict[str, int] = {}
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            for port in json.loads(record.label(naming.CONTAINER_PORTS) or "[]"):
+                if port.get("name"):
+                    ports[port["name"]] = int(port["containerPort"])
+        return HookTarget(record.label(naming.POD_NAME), record.name, record.id, pod_ip, ports)
 
     async def terminate_pod(self, uid: PodUID, pod: Pod | None) -> None:
         """Stop a pod within its grace period and remove its containers and files."""
@@ -544,6 +629,22 @@ class PodWorkers:
             await asyncio.gather(
                 *(self.terminate_pod(w.uid, w.pod) for w in workers), return_exceptions=True
             )
+        await self.hooks.close()
+
+
+def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | None:
+    """The spec's preStop hook, or for a pod no source has any more, the one in the labels."""
+    container = pod.spec.container(record.name) if pod is not None else None
+    if container is not None:
+        return container.lifecycle.pre_stop
+    raw = record.label(naming.PRE_STOP_HANDLER)
+    if not raw:
+        return None
+    try:
+        return build_handler(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("container %s has an unreadable preStop label; skipping the hook", record.id)
+        return None
 
 
 def _grace(pod: Pod | None, state: PodRuntimeState) -> int:

@@ -75,6 +75,9 @@ log = logging.getLogger(__name__)
 # Log tail used for FallbackToLogsOnError, as kubelet: 80 lines, at most 2 KiB.
 FALLBACK_LOG_LINES = 80
 REMOVING_TTL = 60.0
+EXEC_POOL_SIZE = 4
+# What the kubelet keeps of a probe's or hook's output.
+EXEC_OUTPUT_LIMIT = 10 * 1024
 FALLBACK_LOG_BYTES = 2048
 
 
@@ -204,6 +207,13 @@ def _logs_tail(client: docker.APIClient, container_id: str, lines: int) -> bytes
     return data
 
 
+def _exec(client: docker.APIClient, container_id: str, command: list[str]) -> tuple[int, bytes]:
+    exec_id = client.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+    output = client.exec_start(exec_id)
+    code = client.exec_inspect(exec_id).get("ExitCode")
+    return (code if isinstance(code, int) else -1), bytes(output)
+
+
 def _ping(client: docker.APIClient) -> bool:
     return bool(client.ping())
 
@@ -228,6 +238,9 @@ class DockerRuntime:
         self.executor = executor
         self.cache = cache
         self.images = ImageStore(executor, pull_timeout=config.pull_timeout)
+        # Hook and probe execs get their own threads: an exec takes ~40 ms of
+        # engine time and may hang, and must never hold up pod creation.
+        self._exec_executor = DockerExecutor(executor.base_url, pool_size=EXEC_POOL_SIZE)
         self._events = events
         self._node = node
         self._clock = clock
@@ -348,6 +361,19 @@ class DockerRuntime:
             task.cancel()
         if self._relisting is not None:
             self._relisting.cancel()
+        self._exec_executor.shutdown()
+
+    async def exec_in(
+        self, container_id: str, command: Sequence[str], *, timeout: float | None
+    ) -> tuple[int, bytes]:
+        """Run a command in a container; (exit code, combined output, cut to a limit).
+
+        Raises TimeoutError after ``timeout``; Docker cannot cancel an exec, so
+        the command itself runs on until it ends.
+        """
+        call = self._exec_executor.call(_exec, container_id, list(command))
+        code, output = await (call if timeout is None else asyncio.wait_for(call, timeout))
+        return code, output[-EXEC_OUTPUT_LIMIT:]
 
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
@@ -426,11 +452,13 @@ class DockerRuntime:
         elif action == "die":
             exit_code = int(attributes.get("exitCode", "-1") or -1)
             record = self.cache.died(cid, at=at, exit_code=exit_code)
-            if record is None and self.cache.get(cid) is None:
+            if cid in self._removing:
+                # Exit details of a container we are deleting would be read by no
+                # one, and an inspect would compete with the removals.
+                pass
+            elif record is None and self.cache.get(cid) is None:
                 self._spawn(self._adopt(cid))
-            elif record is not None and cid not in self._removing:
-                # Exit details of a container we are deleting would be read by
-                # no one, and the inspect would compete with the removals.
+            elif record is not None:
                 self._spawn(self._refine_exit(record))
         elif action == "oom":
             self.cache.oom(cid)
@@ -634,6 +662,7 @@ class DockerRuntime:
             image_user=info.user,
             node=self._node,
             oom_score_adj=CONTAINER_OOM_SCORE_ADJ if self.config.lower_oom_scores else None,
+            backoff_delay=start.backoff.delay if start.backoff is not None else None,
         )
         name, body = container_create_body(params)
         try:
