@@ -37,6 +37,8 @@ CONTAINER_PORTS = "annotation.io.kubernetes.container.ports"
 NODE = "io.minikubelet.node"
 SANDBOX_ATTEMPT = "io.minikubelet.sandbox.attempt"
 POD_IP = "io.minikubelet.pod.ip"
+# Crash back-off delay (seconds) in force when this container instance started.
+BACKOFF_DELAY = "io.minikubelet.backoff.delay"
 POD_START_TIME = "io.minikubelet.pod.start-time"
 CONTAINER_KIND = "io.minikubelet.container.kind"
 TERMINATION_LOG = "io.minikubelet.termination-log"

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from minikubelet.model import naming
 from minikubelet.model.spec import Container, Pod, RestartPolicy
 from minikubelet.runtime.state import ContainerRecord, ContainerState, PodRuntimeState
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
@@ -37,6 +38,9 @@ class StartContainer:
     # A created but never started instance in the current sandbox (left by an
     # interrupted start): start it instead of creating another.
     existing: ContainerRecord | None = None
+    # The back-off in force after this start; kept in a label so that an agent
+    # restart does not reset a crash loop to an immediate restart.
+    backoff: BackOffEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,9 @@ class _Planner:
             if existing is not None
             else _next_restart_count(self.state, container.name, self.restart_floor)
         )
-        self.start.append(StartContainer(container, restart_count, existing))
+        self.start.append(
+            StartContainer(container, restart_count, existing, self.backoff.get(container.name))
+        )
         return True
 
     def init_containers(self) -> tuple[bool, bool]:
@@ -371,3 +377,25 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+def backoff_from_labels(state: PodRuntimeState) -> dict[str, BackOffEntry]:
+    """Crash back-off of each container as its latest instance recorded it.
+
+    Used when a worker starts for pods found on Docker (after an agent
+    restart), so a crash loop keeps its delay instead of restarting at once.
+    """
+    entries: dict[str, BackOffEntry] = {}
+    for record in state.containers:
+        if record.name in entries:
+            continue
+        raw = record.label(naming.BACKOFF_DELAY)
+        try:
+            delay = float(raw) if raw else None
+        except ValueError:
+            delay = None
+        if delay is not None and delay > 0:
+            entries[record.name] = BackOffEntry(
+                delay=delay, last_update=record.started_at or record.created_at
+            )
+    return entries

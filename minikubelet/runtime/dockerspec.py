@@ -98,6 +98,7 @@ class ContainerParams:
         default_factory=lambda: NodeResources(cpu_milli=1000, memory=1 << 30)
     )
     oom_score_adj: int | None = CONTAINER_OOM_SCORE_ADJ
+    backoff_delay: float | None = None
 
 
 def container_kind(pod: Pod, container: Container) -> str:
@@ -327,6 +328,8 @@ def container_labels(p: ContainerParams) -> dict[str, str]:
         naming.NODE: p.node_name,
         naming.CONTAINER_KIND: container_kind(pod, c),
     }
+    if p.backoff_delay is not None:
+        labels[naming.BACKOFF_DELAY] = f"{p.backoff_delay:g}"
     pre_stop = (raw.get("lifecycle") or {}).get("preStop")
     if pre_stop:
         # Kept on the container so it can be stopped properly without its spec.

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
 
+from minikubelet.model import naming
 from minikubelet.model.spec import Pod
-from minikubelet.runtime.actions import PodActions, Unhealthy, compute_pod_actions
+from minikubelet.runtime.actions import (
+    PodActions,
+    Unhealthy,
+    backoff_from_labels,
+    compute_pod_actions,
+)
 from minikubelet.runtime.state import ContainerRecord
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 from tests.unit.helpers import make_pod, rec, sandbox, state_of
@@ -405,3 +412,36 @@ def test_liveness_grace_override_reaches_the_kill() -> None:
     )
     assert actions.kill[0].grace_override == 3
     assert actions.kill[0].message == "Container a failed liveness probe, will be restarted"
+
+
+def test_start_carries_the_new_backoff_for_its_label() -> None:
+    exited = rec(P, "a", attempt=1, state="exited", exit_code=1, finished=NOW - 1000)
+    actions = compute_pod_actions(
+        P, state_of(P, sandbox(P), exited, rec(P, "b")), now=NOW, backoff={}
+    )
+    [start] = actions.start
+    assert start.backoff == BackOffEntry(10.0, NOW)
+
+
+def _labelled(record: ContainerRecord, **labels: str) -> ContainerRecord:
+    return dataclasses.replace(record, labels={**record.labels, **labels})
+
+
+def test_backoff_is_rebuilt_from_the_latest_instance_labels() -> None:
+    latest = _labelled(
+        rec(P, "a", attempt=3, state="exited", exit_code=1, started=NOW - 10, finished=NOW - 5),
+        **{naming.BACKOFF_DELAY: "40"},
+    )
+    older = _labelled(
+        rec(P, "a", attempt=2, state="exited", exit_code=1, started=NOW - 90, finished=NOW - 85),
+        **{naming.BACKOFF_DELAY: "20"},
+    )
+    garbled = _labelled(rec(P, "b"), **{naming.BACKOFF_DELAY: "soon"})
+    entries = backoff_from_labels(state_of(P, sandbox(P), latest, older, garbled))
+    assert entries == {"a": BackOffEntry(40.0, NOW - 10)}
+    # The next restart waits the remembered delay instead of happening at once.
+    actions = compute_pod_actions(
+        P, state_of(P, sandbox(P), latest, rec(P, "b")), now=NOW, backoff=entries
+    )
+    assert actions.start == ()
+    assert actions.waiting["a"].reason == "CrashLoopBackOff"
