@@ -291,6 +291,31 @@ class Agent:
                 volumes.unmount(Path(target))
 
 
+IMAGE = "localhost/minikubelet/busybox:1"
+
+
+def sh(name: str, script: str, **more: Any) -> dict[str, Any]:
+    """A busybox container running ``script``; TERM ends it at once."""
+    return {
+        "name": name,
+        "image": IMAGE,
+        "command": ["sh", "-c", f"trap 'exit 0' TERM; {script}"],
+        **more,
+    }
+
+
+def status_of(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The container status named ``name`` among init and app containers."""
+    statuses = (pod["status"].get("containerStatuses") or []) + (
+        pod["status"].get("initContainerStatuses") or []
+    )
+    for status in statuses:
+        if status["name"] == name:
+            found: dict[str, Any] = status
+            return found
+    raise KeyError(f"no status for container {name} yet")
+
+
 def all_running(pod: dict[str, Any]) -> bool:
     statuses = pod["status"].get("containerStatuses") or []
     return bool(statuses) and all("running" in s["state"] for s in statuses)

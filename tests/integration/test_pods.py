@@ -15,21 +15,9 @@ import docker
 import pytest
 
 from minikubelet.model import naming
-from tests.integration.conftest import ROOT, Agent, pod_manifest, wait_until
+from tests.integration.conftest import IMAGE, ROOT, Agent, pod_manifest, sh, wait_until
 
 pytestmark = pytest.mark.docker
-
-IMAGE = "localhost/minikubelet/busybox:1"
-
-
-def sh(name: str, script: str, **more: Any) -> dict[str, Any]:
-    """A busybox container running ``script``; TERM ends it at once."""
-    return {
-        "name": name,
-        "image": IMAGE,
-        "command": ["sh", "-c", f"trap 'exit 0' TERM; {script}"],
-        **more,
-    }
 
 
 def http_get(url: str) -> str:
@@ -468,7 +456,7 @@ def test_offline_sandbox_image_is_built_locally(
     # their (now untagged) image.
     docker_api.remove_image(pause_image, force=True)
     with pytest.raises(docker.errors.ImageNotFound):
-        docker_api.inspect_image(pause_image)
+        docker_api.inspect_image(pause_image)  # type: ignore[no-untyped-call]
     agent = make_agent(infra_image="registry.invalid/pause:3.10")
     agent.write("p.yaml", pod_manifest("p", [sh("c", "sleep 3600 & wait")]))
     pod = agent.wait_running("p")

@@ -1,0 +1,151 @@
+"""The agent can be stopped, killed at any moment and restarted without harming a pod."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Agent, all_running, pod_manifest, sh, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+def running_ids(agent: Agent) -> dict[str, str]:
+    """Running container name → ID, for every container of the agent's node."""
+    return {
+        c["Names"][0].lstrip("/"): c["Id"] for c in agent.containers() if c["State"] == "running"
+    }
+
+
+def test_sigterm_is_quick_and_leaves_pods_running(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.write("a.yaml", pod_manifest("a", [sh("c", "sleep 3600 & wait")]))
+    pod = agent.wait_running("a")
+    before = running_ids(agent)
+    t0 = time.monotonic()
+    assert agent.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 2.0
+    assert running_ids(agent) == before
+
+    # Started again, it adopts the pod untouched: same containers, same status.
+    agent.start()
+    again = agent.wait_running("a")
+    assert running_ids(agent) == before
+    assert again["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert again["status"]["startTime"] == pod["status"]["startTime"]
+    assert again["metadata"]["annotations"] == pod["metadata"]["annotations"]
+
+
+def test_stop_pods_on_exit_terminates_them_gracefully(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent("--stop-pods-on-exit")
+    agent.write("a.yaml", pod_manifest("a", [sh("c", "sleep 3600 & wait")]))
+    agent.wait_running("a")
+    assert agent.stop(signal.SIGTERM, timeout=20) == 0
+    assert agent.containers() == []
+
+
+def test_manifest_changed_while_down_is_replaced(make_agent: Callable[..., Agent]) -> None:
+    agent = make_agent()
+    agent.write("a.yaml", pod_manifest("a", [sh("c", "sleep 3600 & wait")]))
+    agent.write("b.yaml", pod_manifest("b", [sh("c", "sleep 3600 & wait")]))
+    old_a = agent.wait_running("a")["metadata"]["uid"]
+    b = agent.wait_running("b")
+    agent.stop(signal.SIGTERM)
+    agent.write("a.yaml", pod_manifest("a", [sh("c", "sleep 3601 & wait")]))
+    agent.remove("b.yaml")
+    agent.start()
+    new_a = agent.wait_running("a")
+    assert new_a["metadata"]["uid"] != old_a
+    wait_until(
+        lambda: (
+            {c["Labels"]["io.kubernetes.pod.uid"] for c in agent.containers()}
+            == {new_a["metadata"]["uid"]}
+        ),
+        timeout=15,
+        what="only the new pod's containers left",
+    )
+    assert agent.pod("b") is None
+    assert b["metadata"]["uid"] not in {
+        c["Labels"]["io.kubernetes.pod.uid"] for c in agent.containers()
+    }
+
+
+def _check_consistent(agent: Agent, desired: set[str]) -> None:
+    """Each pod: one running sandbox, one running container per name inside it; nothing else."""
+    containers = agent.containers()
+    uids = {c["Labels"]["io.kubernetes.pod.uid"] for c in containers}
+    assert uids == desired, "orphans or missing pods"
+    running = [c for c in containers if c["State"] == "running"]
+    per_pod = Counter(
+        (c["Labels"]["io.kubernetes.pod.uid"], c["Labels"]["io.kubernetes.container.name"])
+        for c in running
+    )
+    duplicates = {k: n for k, n in per_pod.items() if n != 1}
+    assert not duplicates, f"duplicated containers: {duplicates}"
+    sandboxes = {
+        c["Labels"]["io.kubernetes.pod.uid"]: c["Id"]
+        for c in running
+        if c["Labels"]["io.kubernetes.docker.type"] == "podsandbox"
+    }
+    for c in running:
+        labels = c["Labels"]
+        if labels["io.kubernetes.docker.type"] == "container":
+            assert labels["io.kubernetes.sandbox.id"] == sandboxes[labels["io.kubernetes.pod.uid"]]
+
+
+def test_sigkill_at_random_points_leaves_no_duplicates_or_orphans(
+    make_agent: Callable[..., Agent],
+) -> None:
+    rng = random.Random(20261125)
+    agent = make_agent(start=False)
+    pods = 10
+
+    def manifest(i: int, generation: int) -> dict[str, Any]:
+        return pod_manifest(
+            f"p{i}",
+            [sh("a", f"sleep {3600 + generation} & wait"), sh("b", "sleep 3600 & wait")],
+        )
+
+    generation = [0] * pods
+    for i in range(pods):
+        agent.write(f"p{i}.yaml", manifest(i, 0))
+    for point in range(20):
+        if point % 4 == 3:
+            # Edit a few files while the agent is down: their pods must be replaced.
+            for i in rng.sample(range(pods), 3):
+                generation[i] += 1
+                agent.write(f"p{i}.yaml", manifest(i, generation[i]))
+        agent.start()
+        time.sleep(rng.uniform(0.0, 1.2))
+        agent.stop(signal.SIGKILL)
+
+    agent.start()
+    desired: set[str] = set()
+    for i in range(pods):
+        desired.add(agent.wait_running(f"p{i}", timeout=60)["metadata"]["uid"])
+    wait_until(
+        lambda: {c["Labels"]["io.kubernetes.pod.uid"] for c in agent.containers()} == desired,
+        timeout=30,
+        what="old pods' containers cleaned up",
+    )
+    _check_consistent(agent, desired)
+    for i in range(pods):
+        pod = agent.pod(f"p{i}")
+        assert pod is not None
+        assert all_running(pod)
+
+    # A clean restart now touches nothing.
+    before = running_ids(agent)
+    agent.stop(signal.SIGTERM)
+    agent.start()
+    for i in range(pods):
+        agent.wait_running(f"p{i}")
+    time.sleep(1.0)
+    assert running_ids(agent) == before
+    _check_consistent(agent, desired)
