@@ -22,7 +22,7 @@ The rules (kuberuntime_manager.go, kuberuntime_container.go):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from minikubelet.model import naming
@@ -363,11 +363,39 @@ def compute_pod_actions(
         return PodActions(kill_pod=state.any_running)
     return PodActions(
         start=tuple(planner.start),
-        kill=tuple(planner.kill),
+        kill=(*planner.kill, *_strays(pod, state, already=planner.kill)),
         waiting=planner.waiting,
         backoff=planner.backoff,
         wake_at=planner.wake_at,
     )
+
+
+def _strays(
+    pod: Pod, state: PodRuntimeState, *, already: Sequence[KillContainer]
+) -> list[KillContainer]:
+    """Running containers that should not be: not in the spec, superseded, or in an old sandbox.
+
+    They appear when an agent is killed with engine calls in flight: the engine
+    finishes a start nobody waits for any more, after the next agent has moved on.
+    """
+    sandbox = state.sandbox
+    killing = {k.record.id for k in already}
+    strays: list[KillContainer] = []
+    for record in state.containers:
+        if not record.running or record.id in killing:
+            continue
+        if pod.spec.container(record.name) is None:
+            message = f"Container {record.name} is not in the pod's spec"
+        elif state.latest(record.name) is not record or (
+            sandbox is not None and record.label(naming.SANDBOX_ID) not in (sandbox.id, "")
+        ):
+            message = (
+                f"Container {record.name} ({record.id[:12]}) is left over from an earlier start"
+            )
+        else:
+            continue
+        strays.append(KillContainer(record, message))
+    return strays
 
 
 def _duration(seconds: float) -> str:

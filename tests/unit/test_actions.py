@@ -445,3 +445,21 @@ def test_backoff_is_rebuilt_from_the_latest_instance_labels() -> None:
     )
     assert actions.start == ()
     assert actions.waiting["a"].reason == "CrashLoopBackOff"
+
+
+def test_running_container_of_an_old_sandbox_is_killed() -> None:
+    # An agent killed mid-start: the engine finished starting a container in the
+    # sandbox that the next agent had already replaced.
+    old = rec(P, "a", attempt=1, sandbox="old-sandbox", cid="stray", created=NOW - 20)
+    current = rec(P, "a", attempt=2, cid="current", created=NOW - 10)
+    actions = compute_pod_actions(P, state_of(P, sandbox(P), old, current, rec(P, "b")), now=NOW)
+    assert [k.record.id for k in actions.kill] == ["stray"]
+    assert "left over" in actions.kill[0].message
+    assert actions.start == ()
+
+
+def test_superseded_running_instance_is_killed() -> None:
+    older = rec(P, "b", attempt=0, cid="older", created=NOW - 20)
+    newer = rec(P, "b", attempt=1, cid="newer", created=NOW - 10)
+    actions = compute_pod_actions(P, state_of(P, sandbox(P), rec(P, "a"), older, newer), now=NOW)
+    assert [k.record.id for k in actions.kill] == ["older"]
