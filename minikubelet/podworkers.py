@@ -26,7 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from minikubelet.errors import ImagePullError, MinikubeletError, MountError, SandboxError
+from minikubelet.errors import (
+    ImagePullError,
+    MinikubeletError,
+    MountError,
+    RuntimeUnavailableError,
+    SandboxError,
+)
 from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, HookTarget
 from minikubelet.model import naming
@@ -144,6 +150,10 @@ class PodWorker:
                 self.wake.clear()
                 if self.phase is not WorkerPhase.SYNCING:
                     break
+                if self.owner.runtime.cache.stale:
+                    # The engine is away: acting on old records would recreate
+                    # healthy pods. The relist on its return wakes every worker.
+                    continue
                 await self._guarded_sync()
             await self._terminate()
         finally:
@@ -159,6 +169,11 @@ class PodWorker:
             self.wake_at(self.owner.clock() + _jitter(self.owner.settings.resync_interval))
         except asyncio.CancelledError:
             raise
+        except RuntimeUnavailableError as e:
+            # Expected while the engine restarts; its return wakes the worker.
+            self.sync_failures += 1
+            log.warning("sync of pod %s: %s", pod.key, e)
+            self.wake_at(self.owner.clock() + _jitter(self.owner.settings.error_requeue))
         except Exception:
             self.sync_failures += 1
             log.exception("sync of pod %s failed; retrying", pod.key)
@@ -183,12 +198,16 @@ class PodWorker:
     ) -> None:
         now = self.owner.clock()
         settings = self.owner.settings
+        unavailable: MinikubeletError | None = None
         for start in starts:
             name = start.container.name
             error = errors.get(name)
             if error is None:
                 self.held.pop(name, None)
                 continue
+            if _engine_away(error):
+                unavailable = error
+                continue  # the engine's return wakes the worker; no retry delay
             image = start.container.image
             self.waiting[name] = Waiting(error.reason, str(error))
             if isinstance(error, ImagePullError):
@@ -200,9 +219,14 @@ class PodWorker:
                 delay = _jitter(settings.error_requeue)
                 self.held[name] = _Held(now + delay, self.waiting[name], image, None)
             self.wake_at(self.held[name].not_before)
+        if unavailable is not None:
+            raise RuntimeUnavailableError(str(unavailable)) from unavailable
 
     def _hold_pod(self, pod: Pod, reason: str, error: MinikubeletError) -> None:
         """A sandbox or volume failure: report it, retry the pod after the requeue delay."""
+        if _engine_away(error):
+            # Not the pod's fault: no event, no delay; the engine's return wakes us.
+            raise RuntimeUnavailableError(str(error)) from error
         self.owner.event(pod, EventType.WARNING, reason, str(error))
         self.pod_not_before = self.owner.clock() + _jitter(self.owner.settings.error_requeue)
         self.wake_at(self.pod_not_before)
@@ -219,7 +243,6 @@ class PodWorker:
             policy=self.owner.settings.crash_backoff,
             restart_floor=self._restart_floor(pod, state),
         )
-        self.backoff.update(actions.backoff)
         self.waiting = dict(actions.waiting)
         for name, waiting in actions.waiting.items():
             if waiting.reason == "CrashLoopBackOff":
@@ -231,7 +254,16 @@ class PodWorker:
         if (actions.create_sandbox or starts) and now < self.pod_not_before:
             self.wake_at(self.pod_not_before)
         elif not actions.idle:
-            await self._apply(pod, state, actions, starts)
+            # Back-off advances only for starts that are really attempted, not
+            # for those held back by a retry delay or an unreachable engine.
+            attempted = {s.container.name for s in starts}
+            before = dict(self.backoff)
+            self.backoff.update({n: e for n, e in actions.backoff.items() if n in attempted})
+            try:
+                await self._apply(pod, state, actions, starts)
+            except RuntimeUnavailableError:
+                self.backoff = before  # nothing was started: no restart to count
+                raise
         self.publish_status(pod)
         await self._collect_garbage(pod)
 
@@ -395,6 +427,8 @@ class PodWorker:
         self.phase = WorkerPhase.TERMINATING
         try:
             await self.owner.terminate_pod(self.uid, pod)
+        except RuntimeUnavailableError:
+            raise  # retried by the worker guard once the engine answers again
         except Exception:
             log.exception("terminating pod %s failed; will retry", self.key)
             raise
@@ -495,6 +529,10 @@ class PodWorkers:
                 break
             except asyncio.CancelledError:
                 raise
+            except RuntimeUnavailableError as e:
+                log.warning("worker of pod %s: %s; retrying in %.0fs", worker.key, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
             except Exception:
                 log.exception("worker of pod %s failed; retrying in %.0fs", worker.key, delay)
                 await asyncio.sleep(delay)
@@ -630,6 +668,12 @@ class PodWorkers:
                 *(self.terminate_pod(w.uid, w.pod) for w in workers), return_exceptions=True
             )
         await self.hooks.close()
+
+
+def _engine_away(error: BaseException) -> bool:
+    return isinstance(error, RuntimeUnavailableError) or isinstance(
+        error.__cause__, RuntimeUnavailableError
+    )
 
 
 def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | None:

@@ -375,6 +375,9 @@ class DockerRuntime:
         code, output = await (call if timeout is None else asyncio.wait_for(call, timeout))
         return code, output[-EXEC_OUTPUT_LIMIT:]
 
+    def is_stale(self) -> bool:
+        return self.cache.stale
+
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
             return await asyncio.wait_for(self.executor.call(_ping), timeout)
@@ -420,8 +423,8 @@ class DockerRuntime:
         return info.status_id if info is not None else ""
 
     def _on_stream_connected(self) -> None:
+        # The cache stays stale until the relist below has caught up with the engine.
         self.stream_up = True
-        self.cache.stale = False
         log.info("Docker event stream connected")
         if self._relisting is None or self._relisting.done():
             self._relisting = asyncio.get_running_loop().create_task(self._relist_logged())

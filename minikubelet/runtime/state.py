@@ -167,6 +167,8 @@ class RuntimeCache:
         self._records: dict[ContainerID, ContainerRecord] = {}
         self._by_pod: dict[PodUID, set[ContainerID]] = {}
         self._listeners: list[Callable[[PodUID], None]] = []
+        # True from losing the engine's event stream until the next full relist:
+        # records may be out of date, so nothing should act on them.
         self.stale = False
 
     def add_listener(self, listener: Callable[[PodUID], None]) -> None:
@@ -269,6 +271,10 @@ class RuntimeCache:
             if self._records.get(cid) != rec:
                 touched.add(rec.pod_uid)
             self._records[cid] = rec
+        if self.stale:
+            # Back from an outage: every pod's workers waited, so wake them all.
+            touched.update(self._by_pod)
+            self.stale = False
         self._by_pod = {}
         for rec in self._records.values():
             self._by_pod.setdefault(rec.pod_uid, set()).add(rec.id)

@@ -23,6 +23,14 @@ from minikubelet.status.manager import StatusManager
 class EngineProbe(Protocol):
     async def ping(self, timeout: float = 2.0) -> bool: ...
 
+    def is_stale(self) -> bool:
+        """True while the agent's view of the engine may be out of date."""
+        ...
+
+
+# RFC 7234 warning, as the API server sends them; kubectl prints these.
+STALE_WARNING = '299 - "Docker engine unreachable: pod statuses are as last seen"'
+
 
 @dataclass(frozen=True, slots=True)
 class ServerDeps:
@@ -80,6 +88,7 @@ async def pods(request: web.Request) -> web.StreamResponse:
     if request.query.get("watch", "").lower() in ("1", "true"):
         return await watch_pods(request)
     status = deps.status
+    stale = deps.engine.is_stale()
     items = [status.pod_json(uid) for uid in status.sorted_uids()]
     body = b"".join(
         [
@@ -87,10 +96,12 @@ async def pods(request: web.Request) -> web.StreamResponse:
             b"[" + b",".join(i for i in items if i is not None) + b"]" if items else b"null",
             b',"errors":',
             json.dumps([e.to_api() for e in deps.source_errors()], separators=(",", ":")).encode(),
+            b',"stale":true' if stale else b"",
             b"}",
         ]
     )
-    return web.Response(body=body, content_type="application/json")
+    headers = {"Warning": STALE_WARNING} if stale else None
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 async def watch_pods(request: web.Request) -> web.StreamResponse:

@@ -25,6 +25,9 @@ class Engine:
     async def ping(self, timeout: float = 2.0) -> bool:
         return self.up
 
+    def is_stale(self) -> bool:
+        return not self.up
+
 
 async def _client(deps: ServerDeps) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     client: TestClient[web.Request, web.Application] = TestClient(
@@ -65,6 +68,22 @@ async def test_healthz_follows_the_engine(
     engine.up = False
     resp = await client.get("/healthz")
     assert resp.status == 503
+
+
+async def test_pods_are_marked_stale_while_the_engine_is_away(
+    client: TestClient[web.Request, web.Application], engine: Engine, status: StatusManager
+) -> None:
+    status.track(make_pod(("a",)))
+    fresh = await client.get("/pods")
+    assert "Warning" not in fresh.headers
+    assert "stale" not in await fresh.json()
+    engine.up = False
+    resp = await client.get("/pods")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["stale"] is True
+    assert len(body["items"]) == 1  # the last known statuses are still served
+    assert resp.headers["Warning"].startswith("299 - ")
 
 
 async def test_empty_pod_list_is_kubelet_shaped(
