@@ -204,6 +204,14 @@ class Agent:
             body = resp.read()
         return body if raw else json.loads(body)
 
+    def get_status(self, path: str) -> int:
+        """The HTTP status of a GET (errors included, which urlopen raises)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+
     def pod_list(self) -> dict[str, Any]:
         result: dict[str, Any] = self.get("/pods")
         return result
