@@ -1,25 +1,30 @@
-"""``python -m bench [pods] [--rounds R] [--sizes 1,10,50]``"""
+"""``python -m bench [pods|lifecycle|all] [options]``"""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import pods
+from bench import lifecycle, pods
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", default="pods", choices=["pods"])
-    parser.add_argument("--rounds", type=int, default=3, help="paired rounds (default 3)")
+    parser.add_argument("which", nargs="?", default="all", choices=["pods", "lifecycle", "all"])
+    parser.add_argument("--rounds", type=int, default=3, help="pods: paired rounds (default 3)")
     parser.add_argument(
         "--sizes",
         default="1,10,50",
         type=lambda s: [int(x) for x in s.split(",") if x],
-        help="pod counts per sample (default 1,10,50)",
+        help="pods: pod counts per sample (default 1,10,50)",
     )
+    parser.add_argument("--samples", type=int, default=50, help="lifecycle: kills (default 50)")
+    parser.add_argument("--idle-pods", type=int, default=110, help="lifecycle: default 110")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="lifecycle: default 60")
     args = parser.parse_args()
-    if args.which == "pods":
+    if args.which in ("pods", "all"):
         pods.main(args.rounds, args.sizes)
+    if args.which in ("lifecycle", "all"):
+        lifecycle.main(args.samples, args.idle_pods, args.idle_seconds)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,10 @@ class PodWatcher:
                 self._error = e
                 self._cond.notify_all()
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._cond:
+            return list(self._pods.values())
+
     def wait(self, predicate: Callable[[list[dict[str, Any]]], bool], *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
