@@ -285,3 +285,87 @@ def test_removed_sandbox_is_recreated_with_its_containers(agent: Agent) -> None:
     assert [s["Id"] for s in sandboxes] != [sandbox["Id"]]
     assert [s["Labels"]["io.minikubelet.sandbox.attempt"] for s in sandboxes] == ["1"]
     assert agent.exec(pod, "c", "hostname").strip() == pod["metadata"]["name"]
+
+
+def test_termination_messages_from_file_and_from_logs(agent: Agent) -> None:
+    agent.write(
+        "msg.yaml",
+        pod_manifest(
+            "msg",
+            [
+                sh("file", "echo 'disk full' > /dev/termination-log; exit 3"),
+                sh(
+                    "logs",
+                    "echo 'last words'; exit 4",
+                    terminationMessagePolicy="FallbackToLogsOnError",
+                ),
+                sh(
+                    "custom",
+                    "echo bye > /tmp/why; exit 0",
+                    terminationMessagePath="/tmp/why",
+                ),
+            ],
+            restartPolicy="Never",
+        ),
+    )
+    pod = agent.wait_pod(
+        "msg",
+        lambda p: (
+            len(p["status"].get("containerStatuses") or []) == 3
+            and all("terminated" in s["state"] for s in p["status"]["containerStatuses"])
+        ),
+    )
+    messages = {
+        s["name"]: (s["state"]["terminated"]["exitCode"], s["state"]["terminated"].get("message"))
+        for s in pod["status"]["containerStatuses"]
+    }
+    assert messages == {
+        "file": (3, "disk full\n"),
+        "logs": (4, "last words\n"),
+        "custom": (0, "bye\n"),
+    }
+    assert pod["status"]["phase"] == "Failed"
+
+
+def test_http_pre_stop_hook_is_called_before_the_container_stops(
+    agent: Agent, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    # A CGI script records each call of the hook's path in a host directory.
+    script = (
+        "#!/bin/sh\\necho hook >> /out/calls\\necho Content-Type: text/plain\\necho\\necho ok\\n"
+    )
+    server = {
+        "name": "web",
+        "image": "localhost/minikubelet/busybox:1",
+        "command": [
+            "sh",
+            "-c",
+            f"mkdir -p /srv/cgi-bin && printf '{script}' > /srv/cgi-bin/stop "
+            "&& chmod +x /srv/cgi-bin/stop && exec httpd -f -p 8080 -h /srv",
+        ],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+        "lifecycle": {"preStop": {"httpGet": {"path": "/cgi-bin/stop", "port": "http"}}},
+    }
+    agent.write(
+        "hook.yaml",
+        pod_manifest(
+            "hook",
+            [server],
+            terminationGracePeriodSeconds=5,
+            volumes=[{"name": "out", "hostPath": {"path": str(out), "type": "Directory"}}],
+        ),
+    )
+    pod = agent.wait_running("hook")
+    uid = pod["metadata"]["uid"]
+    agent.remove("hook.yaml")
+    wait_until(
+        lambda: not agent.containers(**{"io.kubernetes.pod.uid": uid}),
+        timeout=15,
+        what="the pod's containers gone",
+    )
+    assert (out / "calls").read_text() == "hook\n"
+    assert "FailedPreStopHook" not in agent.log()
