@@ -38,6 +38,7 @@ from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, Hoo
 from minikubelet.model import naming
 from minikubelet.model.build import build_handler
 from minikubelet.model.spec import Container, Handler, Pod, PodUID
+from minikubelet.prober.manager import ProbeManager
 from minikubelet.runtime.actions import (
     KillContainer,
     PodActions,
@@ -48,7 +49,7 @@ from minikubelet.runtime.actions import (
 )
 from minikubelet.runtime.docker import DockerRuntime, PodContext
 from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
-from minikubelet.status.generate import ProbeView, generate_pod_status
+from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 
@@ -235,12 +236,15 @@ class PodWorker:
         runtime = self.owner.runtime
         state = runtime.cache.pod_state(self.uid)
         now = self.owner.clock()
+        prober = self.owner.prober
         actions = compute_pod_actions(
             pod,
             state,
             now=now,
             backoff=self.backoff,
             policy=self.owner.settings.crash_backoff,
+            unhealthy=prober.unhealthy(pod),
+            started=prober.view(pod, state).started,
             restart_floor=self._restart_floor(pod, state),
         )
         self.waiting = dict(actions.waiting)
@@ -264,6 +268,10 @@ class PodWorker:
             except RuntimeUnavailableError:
                 self.backoff = before  # nothing was started: no restart to count
                 raise
+        state = runtime.cache.pod_state(self.uid)
+        sandbox = state.sandbox
+        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
+        prober.sync_pod(pod, state, pod_ip, self.wake.set)
         self.publish_status(pod)
         await self._collect_garbage(pod)
 
@@ -382,7 +390,7 @@ class PodWorker:
             host_ip=self.owner.settings.host_ip,
             pod_ip=pod_ip,
             waiting=self.waiting,
-            probes=ProbeView(),
+            probes=self.owner.prober.view(pod, state),
             previous=self.owner.status.get(self.uid),
             start_time=_label_time(sandbox),
         )
@@ -425,6 +433,7 @@ class PodWorker:
     async def _terminate(self) -> None:
         pod = self.pod
         self.phase = WorkerPhase.TERMINATING
+        self.owner.prober.remove_pod(self.uid)
         try:
             await self.owner.terminate_pod(self.uid, pod)
         except RuntimeUnavailableError:
@@ -465,6 +474,14 @@ class PodWorkers:
         self._closing = False
         self._name_free: dict[str, asyncio.Event] = {}
         self.hooks = HookRunner(runtime)
+        self.prober = ProbeManager(
+            runtime,
+            runtime.cache,
+            event=lambda pod, type_, reason, message, path: self.event(
+                pod, type_, reason, message, field_path=path
+            ),
+            clock=clock,
+        )
         runtime.cache.add_listener(self.notify)
 
     @property
@@ -668,6 +685,7 @@ class PodWorkers:
                 *(self.terminate_pod(w.uid, w.pod) for w in workers), return_exceptions=True
             )
         await self.hooks.close()
+        await self.prober.close()
 
 
 def _engine_away(error: BaseException) -> bool:

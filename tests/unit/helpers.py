@@ -23,6 +23,7 @@ def make_pod(
     extra: dict[str, Any] | None = None,
     container_extra: dict[str, dict[str, Any]] | None = None,
     name: str = "p",
+    annotations: dict[str, str] | None = None,
 ) -> Pod:
     """A pod; ``sidecars`` are init containers with restartPolicy Always, placed first."""
     container_extra = container_extra or {}
@@ -39,7 +40,10 @@ def make_pod(
         spec["initContainers"] = inits
     spec.update(extra or {})
     uid = UID if name == "p" else hashlib.md5(name.encode()).hexdigest()
-    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "uid": uid}, "spec": spec}
+    metadata: dict[str, Any] = {"name": name, "uid": uid}
+    if annotations:
+        metadata["annotations"] = annotations
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
     return pod_from_document(doc, origin="/m/p.yaml", node_name="node", seen=lambda uid: "t")
 
 
