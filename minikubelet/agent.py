@@ -21,6 +21,7 @@ from minikubelet.config.merge import PodConfig
 from minikubelet.config.source import SeenTimes
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
+from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod
 from minikubelet.podworkers import PodWorkers, WorkerSettings, pod_ref
@@ -70,12 +71,15 @@ class Agent:
             events=self._pod_event,
             node=NodeResources(cpu_milli=node_cpu_milli(), memory=node_memory_bytes()),
         )
+        self.metrics = Metrics()
+        self.metrics.watch_runtime(self.runtime.cache.records)
         self.workers = PodWorkers(
             self.runtime,
             self.status,
             self.recorder,
             settings=WorkerSettings(host_ip=self.host_ip),
             clock=time.time,
+            metrics=self.metrics,
         )
         if not self.runtime.config.lower_oom_scores:
             log.warning(
@@ -110,6 +114,7 @@ class Agent:
                 engine=self.runtime,
                 source_errors=lambda: self.config.errors if self.config is not None else [],
                 auth_token=token,
+                metrics=self.metrics.registry,
             )
         )
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -35,6 +35,7 @@ from minikubelet.errors import (
 )
 from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, HookTarget
+from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.build import build_handler
 from minikubelet.model.spec import Container, Handler, Pod, PodUID
@@ -462,6 +463,7 @@ class PodWorkers:
         *,
         settings: WorkerSettings,
         clock: Callable[[], float],
+        metrics: Metrics | None = None,
     ) -> None:
         self.runtime = runtime
         self.status = status
@@ -481,6 +483,7 @@ class PodWorkers:
                 pod, type_, reason, message, field_path=path
             ),
             clock=clock,
+            metrics=metrics,
         )
         runtime.cache.add_listener(self.notify)
 

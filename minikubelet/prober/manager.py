@@ -19,10 +19,11 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from minikubelet.events import EventType
+from minikubelet.metrics import Metrics
 from minikubelet.model.spec import Container, Pod, PodUID, Probe
 from minikubelet.prober.handlers import Executor, ProbeRunner, ProbeTarget
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
@@ -66,14 +67,6 @@ def probes_of(container: Container) -> list[tuple[ProbeKind, Probe]]:
     return [(kind, probe) for kind, probe in pairs if probe is not None]
 
 
-@dataclass(slots=True)
-class ProbeStats:
-    """What the benchmark reads: probes run and how late each ran against its due time."""
-
-    runs: int = 0
-    lags: list[float] = field(default_factory=list)
-
-
 class ProbeWorker:
     def __init__(
         self,
@@ -109,6 +102,8 @@ class ProbeWorker:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.manager.started is None:
+            self.manager.started = loop.time()
         # Right after the agent starts, spread the first probes over one period.
         jitter = (
             random.random() * self.period
@@ -118,9 +113,8 @@ class ProbeWorker:
         due = loop.time() + jitter
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            self.manager.stats.lags.append(loop.time() - due)
             try:
-                if not await self._tick():
+                if not await self._tick(loop.time() - due):
                     return
             except asyncio.CancelledError:
                 raise
@@ -131,7 +125,7 @@ class ProbeWorker:
             if due <= now:  # missed ticks are dropped, the schedule does not drift
                 due += math.ceil((now - due) / self.period) * self.period
 
-    async def _tick(self) -> bool:
+    async def _tick(self, lag: float) -> bool:
         """One tick; False once this instance needs no more probing."""
         manager = self.manager
         record = manager.cache.get(self.container_id)
@@ -151,13 +145,19 @@ class ProbeWorker:
         if decision is not Skip.PROBE:
             return True
         outcome, output = Outcome.ERROR, ""
+        began = time.perf_counter()
         for _ in range(MAX_ATTEMPTS):
             outcome, output = await manager.runner.run(
                 self.probe.handler, self.target, float(self.probe.timeout_seconds)
             )
             if outcome is not Outcome.ERROR:
                 break
-        manager.stats.runs += 1
+        if manager.metrics is not None:
+            result = {Outcome.SUCCESS: "successful", Outcome.FAILURE: "failed"}.get(
+                outcome, "unknown"
+            )
+            kind = self.kind.value.lower()
+            manager.metrics.probe_ran(kind, result, time.perf_counter() - began, lag)
         if outcome is not Outcome.SUCCESS:
             verb = "failed" if outcome is Outcome.FAILURE else "errored"
             manager.event(
@@ -180,16 +180,16 @@ class ProbeManager:
         *,
         event: EventSink,
         clock: Callable[[], float],
+        metrics: Metrics | None = None,
     ) -> None:
         self.runner = ProbeRunner(executor)
         self.cache = cache
         self.event = event
         self.clock = clock
-        self.stats = ProbeStats()
-        try:
-            self.started = asyncio.get_running_loop().time()
-        except RuntimeError:  # built outside the loop (tests): no start-up jitter
-            self.started = float("-inf")
+        self.metrics = metrics
+        # When the first probe worker started: probes begun within one period of
+        # it are spread over that period, as the kubelet does after a restart.
+        self.started: float | None = None
         self._workers: dict[tuple[PodUID, str, ProbeKind], ProbeWorker] = {}
         self._wakers: dict[PodUID, Callable[[], None]] = {}
 

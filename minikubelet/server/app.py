@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from minikubelet.config.merge import SourceError
 from minikubelet.status.manager import StatusManager
@@ -38,6 +39,7 @@ class ServerDeps:
     engine: EngineProbe
     source_errors: Callable[[], list[SourceError]]
     auth_token: str = ""
+    metrics: CollectorRegistry | None = None
 
 
 DEPS = web.AppKey("deps", ServerDeps)
@@ -158,6 +160,14 @@ def _event(type_: bytes, body: bytes) -> bytes:
     return b'{"type":"' + type_ + b'","object":' + body + b"}\n"
 
 
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[DEPS].metrics
+    if registry is None:
+        raise web.HTTPNotFound(text="metrics are not enabled")
+    body = generate_latest(registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 async def debug_disabled(request: web.Request) -> web.Response:
     return web.Response(status=405, text="Debug endpoints are disabled.")
 
@@ -174,6 +184,7 @@ def make_app(deps: ServerDeps) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
     app.router.add_get("/pods/", pods)
+    app.router.add_get("/metrics", metrics)
     for path in DEBUG_PATHS:
         app.router.add_route("*", path, debug_disabled)
         app.router.add_route("*", path + "/{tail:.*}", debug_disabled)

@@ -186,6 +186,9 @@ def test_named_port_http_readiness(agent: Agent) -> None:
     agent.write("n.yaml", pod_manifest("n", [web(readinessProbe=probe)]))
     pod = agent.wait_pod("n", ready, timeout=15)
     assert conditions(pod)["Ready"] == "True"
+    metrics = agent.get("/metrics", raw=True).decode()
+    assert 'prober_probe_total{probe_type="readiness",result="successful"}' in metrics
+    assert "kubelet_running_pods 1.0" in metrics
 
 
 def test_probe_hanging_past_its_timeout_is_a_failure(agent: Agent) -> None:

@@ -12,6 +12,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from minikubelet.config.merge import SourceError
+from minikubelet.metrics import Metrics
 from minikubelet.server.app import ServerDeps, make_app
 from minikubelet.status.manager import StatusManager
 from minikubelet.status.types import PodPhase, PodStatus
@@ -218,3 +219,16 @@ def test_an_overrun_subscriber_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> No
         manager.track(pod)
     assert subscription.closed
     assert [c.uid for c in subscription.pending()] == [p.uid for p in pods[:3]]
+
+
+async def test_metrics_in_prometheus_text_format(engine: Engine, status: StatusManager) -> None:
+    metrics = Metrics()
+    metrics.probe_ran("readiness", "successful", 0.002, 0.0004)
+    deps = ServerDeps(status=status, engine=engine, source_errors=list, metrics=metrics.registry)
+    async for client in _client(deps):
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+        assert 'prober_probe_total{probe_type="readiness",result="successful"} 1.0' in text
+        assert 'minikubelet_probe_lag_seconds_bucket{le="0.001",probe_type="readiness"} 1.0' in text
