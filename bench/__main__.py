@@ -1,15 +1,17 @@
-"""``python -m bench [pods|lifecycle|all] [options]``"""
+"""``python -m bench [pods|lifecycle|probes|all] [options]``"""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import lifecycle, pods
+from bench import lifecycle, pods, probes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", default="all", choices=["pods", "lifecycle", "all"])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["pods", "lifecycle", "probes", "all"]
+    )
     parser.add_argument("--rounds", type=int, default=3, help="pods: paired rounds (default 3)")
     parser.add_argument(
         "--sizes",
@@ -20,11 +22,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50, help="lifecycle: kills (default 50)")
     parser.add_argument("--idle-pods", type=int, default=110, help="lifecycle: default 110")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="lifecycle: default 60")
+    parser.add_argument("--probe-pods", type=int, default=110, help="probes: default 110")
+    parser.add_argument("--probe-seconds", type=float, default=60.0, help="probes: default 60")
     args = parser.parse_args()
     if args.which in ("pods", "all"):
         pods.main(args.rounds, args.sizes)
     if args.which in ("lifecycle", "all"):
         lifecycle.main(args.samples, args.idle_pods, args.idle_seconds)
+    if args.which in ("probes", "all"):
+        probes.main(args.probe_pods, args.probe_seconds)
 
 
 if __name__ == "__main__":
