@@ -102,6 +102,8 @@ def _sandbox_changed(pod: Pod, state: PodRuntimeState) -> tuple[bool, int, str]:
         return True, sandbox.attempt + 1, "more than one sandbox is running"
     if not sandbox.running:
         return True, sandbox.attempt + 1, "Pod sandbox changed, it will be killed and re-created."
+    if sandbox.network_lost and not pod.spec.host_network:
+        return True, sandbox.attempt + 1, "Pod sandbox lost its network, it will be re-created."
     return False, sandbox.attempt, ""
 
 

@@ -52,7 +52,7 @@ from minikubelet.runtime.dockerspec import (
     hosts_file,
     sandbox_create_body,
 )
-from minikubelet.runtime.events import EventStream
+from minikubelet.runtime.events import EVENT_ACTIONS, EventStream
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.images import ImageInfo, ImageStore
 from minikubelet.runtime.network import FOREIGN, IPAllocator, PodNetwork
@@ -143,8 +143,18 @@ def record_from_inspect(
     if image_ids is not None:
         record = dataclasses.replace(record, image_id=image_ids(record.image) or record.image_id)
     exited = record.state is ContainerState.EXITED
+    network_mode = (data.get("HostConfig") or {}).get("NetworkMode") or ""
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    network_lost = (
+        record.is_sandbox
+        and record.state is ContainerState.RUNNING
+        and network_mode not in ("", "host", "none", "default", "bridge")
+        and not network_mode.startswith("container:")
+        and network_mode not in networks
+    )
     return dataclasses.replace(
         record,
+        network_lost=network_lost,
         started_at=parse_docker_time(state.get("StartedAt")),
         finished_at=parse_docker_time(state.get("FinishedAt")) if exited else None,
         exit_code=int(state.get("ExitCode", 0)) if exited else None,
@@ -248,6 +258,7 @@ class DockerRuntime:
         self.ipam: IPAllocator | None = None
         self.engine_version = ""
         self._stream: EventStream | None = None
+        self._network_stream: EventStream | None = None
         self._host_dns = read_host_dns()
         self._background: set[asyncio.Task[None]] = set()
         self._removing: set[str] = set()
@@ -345,18 +356,47 @@ class DockerRuntime:
         loop = asyncio.get_running_loop()
         self._stream = EventStream(
             self.executor,
-            node_label=self.node_label,
+            filters={
+                "type": ["container"],
+                "label": [self.node_label],
+                "event": list(EVENT_ACTIONS),
+            },
             loop=loop,
             on_event=self._on_event,
             on_connected=self._on_stream_connected,
             on_disconnected=self._on_stream_disconnected,
         )
         self._stream.start()
+        if self._network_id:
+            # Network events carry the network's labels, not the container's,
+            # so they need a stream of their own, filtered by our network.
+            self._network_stream = EventStream(
+                self.executor,
+                filters={
+                    "type": ["network"],
+                    "network": [self._network_id],
+                    "event": ["disconnect"],
+                },
+                loop=loop,
+                on_event=self._on_network_event,
+                on_connected=lambda: None,
+                on_disconnected=lambda reason: None,
+                name="docker-network-events",
+            )
+            self._network_stream.start()
+
+    def _on_network_event(self, event: dict[str, Any]) -> None:
+        cid = ((event.get("Actor") or {}).get("Attributes") or {}).get("container", "")
+        record = self.cache.get(cid)
+        if record is not None and record.is_sandbox and record.running:
+            log.info("pod %s lost its network", record.pod_name)
+            self.cache.update(cid, network_lost=True)
 
     async def close(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            await asyncio.to_thread(self._stream.join, 2.0)
+        for stream in (self._stream, self._network_stream):
+            if stream is not None:
+                stream.stop()
+                await asyncio.to_thread(stream.join, 2.0)
         for task in list(self._background):
             task.cancel()
         if self._relisting is not None:

@@ -28,14 +28,15 @@ class EventStream:
         self,
         executor: DockerExecutor,
         *,
-        node_label: str,
+        filters: dict[str, list[str]],
         loop: asyncio.AbstractEventLoop,
         on_event: Callable[[dict[str, Any]], None],
         on_connected: Callable[[], None],
         on_disconnected: Callable[[str], None],
+        name: str = "docker-events",
     ) -> None:
         self._executor = executor
-        self._filters = {"type": ["container"], "label": [node_label], "event": list(EVENT_ACTIONS)}
+        self._filters = filters
         self._loop = loop
         self._on_event = on_event
         self._on_connected = on_connected
@@ -43,7 +44,7 @@ class EventStream:
         self._stop = threading.Event()
         self._stream: Any = None
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._delay = ExponentialDelay(initial=0.1, cap=5.0)
 
     def start(self) -> None:

@@ -57,6 +57,9 @@ class ContainerRecord:
     finished_at: float | None = None
     exit_code: int | None = None
     oom_killed: bool = False
+    # A sandbox whose pod network was taken away while it runs (Docker's
+    # network disconnect): the pod must get a new sandbox, as on the kubelet.
+    network_lost: bool = False
     error: str = ""
     message: str = ""
     image: str = ""

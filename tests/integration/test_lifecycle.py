@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Agent, pod_manifest, sh, status_of, wait_until
+from tests.integration.conftest import NETWORK, Agent, pod_manifest, sh, status_of, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -369,3 +369,27 @@ def test_http_pre_stop_hook_is_called_before_the_container_stops(
     )
     assert (out / "calls").read_text() == "hook\n"
     assert "FailedPreStopHook" not in agent.log()
+
+
+def test_pod_whose_network_is_gone_is_recreated(agent: Agent) -> None:
+    agent.write("net.yaml", pod_manifest("net", [sh("c", "sleep 3600 & wait")]))
+    pod = agent.wait_running("net")
+    uid = pod["metadata"]["uid"]
+    [sandbox] = agent.containers(
+        **{"io.kubernetes.pod.uid": uid, "io.kubernetes.docker.type": "podsandbox"}
+    )
+    agent.api.disconnect_container_from_network(sandbox["Id"], NETWORK)
+    pod = agent.wait_pod(
+        "net",
+        lambda p: restart_count(p, "c") >= 1 and "running" in status_of(p, "c")["state"],
+        timeout=15,
+        what="the pod recreated on a new sandbox",
+    )
+    running = agent.containers(
+        **{"io.kubernetes.pod.uid": uid, "io.kubernetes.docker.type": "podsandbox"}
+    )
+    assert [
+        s["Labels"]["io.minikubelet.sandbox.attempt"] for s in running if s["State"] == "running"
+    ] == ["1"]
+    assert pod["status"]["podIP"]
+    assert "lost its network" in agent.log()

@@ -463,3 +463,12 @@ def test_superseded_running_instance_is_killed() -> None:
     newer = rec(P, "b", attempt=1, cid="newer", created=NOW - 10)
     actions = compute_pod_actions(P, state_of(P, sandbox(P), rec(P, "a"), older, newer), now=NOW)
     assert [k.record.id for k in actions.kill] == ["older"]
+
+
+def test_sandbox_that_lost_its_network_is_recreated() -> None:
+    lost = dataclasses.replace(sandbox(P), network_lost=True)
+    actions = compute_pod_actions(P, state_of(P, lost, rec(P, "a"), rec(P, "b")), now=NOW)
+    assert actions.create_sandbox
+    assert actions.kill_pod
+    assert actions.sandbox_attempt == lost.attempt + 1
+    assert "lost its network" in actions.sandbox_reason
