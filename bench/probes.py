@@ -63,10 +63,14 @@ class Report:
     expected_per_second: dict[str, float] = field(default_factory=dict)
     lag_p50: float = 0.0
     lag_p99: float = 0.0
+    # Second phase: the same pods with only their HTTP readiness probes.
+    http_only_cpu_seconds: float = 0.0
+    http_only_seconds: float = 0.0
+    http_only_per_second: float = 0.0
     single: dict[str, list[float]] = field(default_factory=dict)
 
 
-def manifest(name: str, image: str) -> str:
+def manifest(name: str, image: str, *, exec_liveness: bool = True) -> str:
     script = "mkdir -p /srv && echo ok > /srv/index.html && exec httpd -f -p 8080 -h /srv"
     doc = {
         "apiVersion": "v1",
@@ -80,11 +84,15 @@ def manifest(name: str, image: str) -> str:
                     "image": image,
                     "command": ["sh", "-c", script],
                     "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                    "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 10},
                 }
             ],
         },
     }
+    if exec_liveness:
+        doc["spec"]["containers"][0]["livenessProbe"] = {  # type: ignore[index]
+            "exec": {"command": ["true"]},
+            "periodSeconds": 10,
+        }
     return yaml.safe_dump(doc)
 
 
@@ -264,6 +272,29 @@ def run(pods: int, seconds: float) -> Report:
             target = next(p for p in watch.snapshot() if p["metadata"]["name"].startswith("w0-"))
             cid = target["status"]["containerStatuses"][0]["containerID"].removeprefix("docker://")
             report.single = asyncio.run(_single_probes(client, cid, target["status"]["podIP"]))
+
+            # The HTTP probes' own cost: same pods, liveness exec probes removed.
+            for i in range(pods):
+                tmp_path = agent.manifests / f".w{i}.tmp"
+                tmp_path.write_text(manifest(f"w{i}", image, exec_liveness=False))
+                tmp_path.rename(agent.manifests / f"w{i}.yaml")
+
+            def http_only_ready(items: list[dict[str, Any]]) -> bool:
+                return all_ready(items) and not any(
+                    "livenessProbe" in pod["spec"]["containers"][0] for pod in items
+                )
+
+            watch.wait(http_only_ready, timeout=600)
+            time.sleep(10)
+            before, cpu0, t0 = scrape(agent), agent.cpu_seconds(), time.monotonic()
+            time.sleep(seconds)
+            after, cpu1, t1 = scrape(agent), agent.cpu_seconds(), time.monotonic()
+            report.http_only_seconds = t1 - t0
+            report.http_only_cpu_seconds = cpu1 - cpu0
+            report.http_only_per_second = (
+                _delta(before, after, "prober_probe_total", probe_type="readiness")
+                / report.http_only_seconds
+            )
         finally:
             agent.stop()
             if watch is not None:
@@ -298,6 +329,11 @@ def summarize(report: Report) -> str:
         "",
         f"lag from due time to run: p50 {report.lag_p50 * 1000:.2f} ms, "
         f"p99 {report.lag_p99 * 1000:.2f} ms",
+        "",
+        f"HTTP readiness probes only ({report.http_only_per_second:.1f}/s over "
+        f"{report.http_only_seconds:.0f} s): agent "
+        f"{report.http_only_cpu_seconds / max(report.http_only_seconds, 1e-9) * 100:.1f}% "
+        "of one core",
         "",
         "| one probe (50 samples, alternating) | median | range | vs baseline |",
         "|---|---|---|---|",
