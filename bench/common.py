@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import docker
 import psutil
+import yaml
 
 from minikubelet.model import naming
 
@@ -129,6 +130,14 @@ class AgentProcess:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         self.ps = psutil.Process(self.proc.pid)
         wait_until(self._healthy, timeout=60, what="the agent's /healthz", interval=0.1)
+
+    def put_manifest(self, name: str, text: str) -> Path:
+        """Write ``<name>.yaml`` so that it appears whole (a dot-file renamed into place)."""
+        tmp = self.manifests / f".{name}.tmp"
+        tmp.write_text(text)
+        path = self.manifests / f"{name}.yaml"
+        tmp.rename(path)
+        return path
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
@@ -239,6 +248,22 @@ def wait_destroyed(
     finally:
         timer.cancel()
         stream.close()
+
+
+def sleep_pod(name: str, image: str, containers: tuple[str, ...]) -> str:
+    """A pod of busybox ``sleep`` containers with grace 0 (PID 1 sleep ignores SIGTERM)."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {"name": c, "image": image, "command": ["sleep", "1000000"]} for c in containers
+            ],
+        },
+    }
+    return yaml.safe_dump(doc)
 
 
 def remove_labelled(client: docker.APIClient, label: str) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import yaml
 
 from bench.common import (
     AgentProcess,
@@ -32,6 +31,7 @@ from bench.common import (
     node_label,
     remove_labelled,
     sandbox_image,
+    sleep_pod,
     spread,
     write_results,
 )
@@ -50,19 +50,6 @@ class Report:
     idle_seconds: float = 0.0
     idle_cpu_seconds: float = 0.0
     idle_rss_bytes: int = 0
-
-
-def manifest(name: str, image: str) -> str:
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "c", "image": image, "command": ["sleep", "1000000"]}],
-        },
-    }
-    return yaml.safe_dump(doc)
 
 
 def _container(pods: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
@@ -107,9 +94,7 @@ def _start_copy(client: docker.APIClient, cid: str, name: str) -> float:
 
 def _write_pods(agent: AgentProcess, names: list[str], image: str) -> None:
     for name in names:
-        tmp = agent.manifests / f".{name}.tmp"
-        tmp.write_text(manifest(name, image))
-        tmp.rename(agent.manifests / f"{name}.yaml")
+        agent.put_manifest(name, sleep_pod(name, image, ("c",)))
 
 
 def run(samples: int, idle_pods: int, idle_seconds: float) -> Report:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import yaml
 
 from bench.common import (
     AgentProcess,
@@ -42,6 +41,7 @@ from bench.common import (
     node_label,
     remove_labelled,
     sandbox_image,
+    sleep_pod,
     spread,
     wait_destroyed,
     write_results,
@@ -139,21 +139,6 @@ class Floor:
         list(self.pool.map(self._remove_pod, pods))
 
 
-def manifest(name: str, image: str) -> str:
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {"name": c, "image": image, "command": ["sleep", "1000000"]} for c in ("a", "b")
-            ],
-        },
-    }
-    return yaml.safe_dump(doc)
-
-
 def all_running(pods: list[dict[str, Any]], n: int) -> bool:
     running = 0
     for pod in pods:
@@ -180,11 +165,7 @@ class AgentRunner:
         paths: list[Path] = []
         for i in range(n):
             name = f"p{self._seq}-{i}"
-            tmp = self.agent.manifests / f".{name}.tmp"
-            tmp.write_text(manifest(name, self.image))
-            path = self.agent.manifests / f"{name}.yaml"
-            tmp.rename(path)  # appears whole, as a careful user would write it
-            paths.append(path)
+            paths.append(self.agent.put_manifest(name, sleep_pod(name, self.image, ("a", "b"))))
         self.watch.wait(lambda pods: all_running(pods, n), timeout=TIMEOUT)
         return paths
 

@@ -239,10 +239,7 @@ def run(pods: int, seconds: float) -> Report:
         try:
             watch = PodWatcher(agent.port)
             for i in range(pods):
-                path = agent.manifests / f"w{i}.yaml"
-                tmp_path = agent.manifests / f".w{i}.tmp"
-                tmp_path.write_text(manifest(f"w{i}", image))
-                tmp_path.rename(path)
+                agent.put_manifest(f"w{i}", manifest(f"w{i}", image))
 
             def all_ready(items: list[dict[str, Any]]) -> bool:
                 ready = 0
@@ -275,9 +272,7 @@ def run(pods: int, seconds: float) -> Report:
 
             # The HTTP probes' own cost: same pods, liveness exec probes removed.
             for i in range(pods):
-                tmp_path = agent.manifests / f".w{i}.tmp"
-                tmp_path.write_text(manifest(f"w{i}", image, exec_liveness=False))
-                tmp_path.rename(agent.manifests / f"w{i}.yaml")
+                agent.put_manifest(f"w{i}", manifest(f"w{i}", image, exec_liveness=False))
 
             def http_only_ready(items: list[dict[str, Any]]) -> bool:
                 return all_ready(items) and not any(
