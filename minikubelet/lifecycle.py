@@ -19,7 +19,7 @@ import logging
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import aiohttp
 
@@ -34,6 +34,7 @@ from minikubelet.model.spec import (
     SleepAction,
     TCPSocketAction,
 )
+from minikubelet.prober.handlers import Executor, PortError, resolve_port
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,6 @@ MESSAGE_LIMIT = 1024
 
 class HookError(MinikubeletError):
     reason: ClassVar[str] = "HookError"
-
-
-class Executor(Protocol):
-    async def exec_in(
-        self, container_id: str, command: tuple[str, ...] | list[str], *, timeout: float | None
-    ) -> tuple[int, bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +65,16 @@ class HookTarget:
         return cls(pod.key, container.name, container_id, pod_ip, ports)
 
 
-def resolve_port(port: int | str, target: HookTarget) -> int:
-    if isinstance(port, int):
-        return port
-    if port in target.ports:
-        return target.ports[port]
-    raise HookError(f"port {port!r} names no port of container {target.container}")
-
-
 def http_url(action: HTTPGetAction, target: HookTarget) -> str:
     host = action.host or target.pod_ip or "127.0.0.1"
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     path = action.path if action.path.startswith("/") else "/" + action.path
-    return f"{action.scheme.lower()}://{host}:{resolve_port(action.port, target)}{path}"
+    try:
+        port = resolve_port(action.port, target.ports)
+    except PortError as e:
+        raise HookError(f"{e} ({target.container})") from None
+    return f"{action.scheme.lower()}://{host}:{port}{path}"
 
 
 class HookRunner:
