@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from minikubelet import __version__
@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when present: its timers, sockets and transports cost a fraction of
+    the standard loop's, which matters with a hundred probes a second."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def _run(args: argparse.Namespace) -> int:
     from minikubelet.agent import Agent
 
@@ -98,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         await Agent(settings).run(stop)
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
     except ConfigError as e:
         logging.getLogger("minikubelet").error("%s", e)
         return 2
