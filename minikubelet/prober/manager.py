@@ -86,6 +86,7 @@ class ProbeWorker:
         self.kind = kind
         self.probe = probe
         self.container_id = record.id
+        self.container_started = record.started_at
         self.target = target
         self.period = period
         self.tracker = ProbeTracker(kind, probe)
@@ -102,14 +103,13 @@ class ProbeWorker:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.manager.started is None:
-            self.manager.started = loop.time()
-        # Right after the agent starts, spread the first probes over one period.
-        jitter = (
-            random.random() * self.period
-            if loop.time() - self.manager.started < self.period
-            else 0.0
-        )
+        manager = self.manager
+        # Containers found running when the agent started get their first probe
+        # spread over one period, as the kubelet does, so a restart does not
+        # fire every probe at once. New containers are probed at once.
+        adopted = self.container_started is not None and self.container_started < manager.created
+        early = manager.clock() - manager.created < self.period
+        jitter = random.random() * self.period if adopted and early else 0.0
         due = loop.time() + jitter
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
@@ -187,9 +187,7 @@ class ProbeManager:
         self.event = event
         self.clock = clock
         self.metrics = metrics
-        # When the first probe worker started: probes begun within one period of
-        # it are spread over that period, as the kubelet does after a restart.
-        self.started: float | None = None
+        self.created = clock()
         self._workers: dict[tuple[PodUID, str, ProbeKind], ProbeWorker] = {}
         self._wakers: dict[PodUID, Callable[[], None]] = {}
 

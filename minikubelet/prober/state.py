@@ -8,7 +8,6 @@ result flips. No clock, no I/O: the prober's tasks drive it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
@@ -72,7 +71,8 @@ class ProbeTracker:
             return Skip.NOT_RUNNING
         if self.kind is not ProbeKind.STARTUP and not started:
             return Skip.NOT_STARTED
-        if math.floor(now - started_at) < self.probe.initial_delay_seconds:
+        # Truncated like Go's int(): a start stamped a hair ahead of our clock is 0 s ago.
+        if int(now - started_at) < self.probe.initial_delay_seconds:
             return Skip.INITIAL_DELAY
         return Skip.PROBE
 

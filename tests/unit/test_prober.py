@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,9 +12,10 @@ from aiohttp import web
 
 from minikubelet.model.spec import ExecAction, HTTPGetAction, Probe, TCPSocketAction
 from minikubelet.prober.handlers import USER_AGENT, ProbeRunner, ProbeTarget
-from minikubelet.prober.manager import period_overrides
+from minikubelet.prober.manager import ProbeManager, period_overrides
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
-from tests.unit.helpers import make_pod
+from minikubelet.runtime.state import RuntimeCache
+from tests.unit.helpers import make_pod, rec
 
 S, F, E = Outcome.SUCCESS, Outcome.FAILURE, Outcome.ERROR
 
@@ -257,3 +259,33 @@ class TimedExec:
 async def test_exec_probe(executor: TimedExec, outcome: Outcome) -> None:
     got, _ = await ProbeRunner(executor).run(ExecAction(("check",)), ProbeTarget("c", "", {}), 1)
     assert got is outcome
+
+
+async def test_manager_probes_a_new_container_at_once_and_wakes_its_pod() -> None:
+    cache = RuntimeCache()
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 10}
+    pod = make_pod(("a",), container_extra={"a": {"readinessProbe": probe}})
+    woke = asyncio.Event()
+    events: list[tuple[str, str]] = []
+    manager = ProbeManager(
+        TimedExec(0),
+        cache,
+        event=lambda pod, type_, reason, message, path: events.append((reason, message)),
+        clock=time.time,
+    )
+    # Started after the agent (the manager) was: not an adopted container.
+    cache.put(rec(pod, "a", started=time.time() + 0.001, cid="c1"))
+    state = cache.pod_state(pod.uid)
+    assert manager.view(pod, state).ready == {"a": False}  # readiness starts failed
+    manager.sync_pod(pod, state, "10.0.0.1", woke.set)
+    # Well before the 10 s period: a new container's first probe is not delayed.
+    await asyncio.wait_for(woke.wait(), 2)
+    assert manager.view(pod, state).ready == {"a": True}
+    assert manager.unhealthy(pod) == {}
+    assert events == []
+    await manager.close()
+
+
+def test_a_start_stamped_just_ahead_of_the_clock_is_probed() -> None:
+    t = tracker(ProbeKind.READINESS)
+    assert t.decide(now=99.999, running=True, started_at=100.0, started=True) is Skip.PROBE
