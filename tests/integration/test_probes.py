@@ -245,3 +245,26 @@ def test_grpc_readiness_of_a_host_network_pod(agent: Agent, health_server: tuple
     servicer.set("shop", health_pb2.HealthCheckResponse.NOT_SERVING)
     agent.wait_pod("g", lambda p: not ready(p), timeout=10, what="not ready when NOT_SERVING")
     assert "NOT_SERVING" in agent.log()
+
+
+def test_sub_second_period_from_the_annotation_still_restarts(agent: Agent) -> None:
+    # periodSeconds 10 with failureThreshold 2 would take 20 s to restart;
+    # the annotation's 200 ms period takes well under one second of probing.
+    manifest = pod_manifest(
+        "fast",
+        [
+            sh(
+                "c",
+                "sleep 3600 & wait",
+                livenessProbe=exec_probe("cat", "/tmp/missing", failureThreshold=2)
+                | {"periodSeconds": 10},
+            )
+        ],
+    )
+    manifest["metadata"]["annotations"] = {"probes.minikubelet.io/period-ms": "c.liveness=200"}
+    agent.write("fast.yaml", manifest)
+    pod = agent.wait_pod(
+        "fast", lambda p: restarts(p) >= 1, timeout=8, what="a restart within seconds"
+    )
+    assert status_of(pod, "c")["lastState"]["terminated"]["exitCode"] in (137, 0)
+    assert "failed liveness probe, will be restarted" in agent.log()
