@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 # Log tail used for FallbackToLogsOnError, as kubelet: 80 lines, at most 2 KiB.
 FALLBACK_LOG_LINES = 80
 REMOVING_TTL = 60.0
-EXEC_POOL_SIZE = 4
+EXEC_POOL_SIZE = 8
 # What the kubelet keeps of a probe's or hook's output.
 EXEC_OUTPUT_LIMIT = 10 * 1024
 FALLBACK_LOG_BYTES = 2048
@@ -217,11 +218,25 @@ def _logs_tail(client: docker.APIClient, container_id: str, lines: int) -> bytes
     return data
 
 
-def _exec(client: docker.APIClient, container_id: str, command: list[str]) -> tuple[int, bytes]:
-    exec_id = client.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+def _exec_create(client: docker.APIClient, container_id: str, command: list[str]) -> str:
+    return str(client.exec_create(container_id, command, stdout=True, stderr=True)["Id"])
+
+
+def _exec_run(client: docker.APIClient, exec_id: str) -> tuple[int, bytes]:
     output = client.exec_start(exec_id)
     code = client.exec_inspect(exec_id).get("ExitCode")
     return (code if isinstance(code, int) else -1), bytes(output)
+
+
+def _exec_pid(client: docker.APIClient, exec_id: str) -> int:
+    pid = client.exec_inspect(exec_id).get("Pid")
+    return pid if isinstance(pid, int) else 0
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark the late result of a timed-out exec as seen: no one is waiting for it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _ping(client: docker.APIClient) -> bool:
@@ -251,6 +266,9 @@ class DockerRuntime:
         # Hook and probe execs get their own threads: an exec takes ~40 ms of
         # engine time and may hang, and must never hold up pod creation.
         self._exec_executor = DockerExecutor(executor.base_url, pool_size=EXEC_POOL_SIZE)
+        # Exec PIDs are host PIDs only when the engine runs on this machine.
+        base_url = executor.base_url or os.environ.get("DOCKER_HOST", "")
+        self._local_engine = not base_url or base_url.startswith(("unix://", "http+unix://"))
         self._events = events
         self._node = node
         self._clock = clock
@@ -408,12 +426,34 @@ class DockerRuntime:
     ) -> tuple[int, bytes]:
         """Run a command in a container; (exit code, combined output, cut to a limit).
 
-        Raises TimeoutError after ``timeout``; Docker cannot cancel an exec, so
-        the command itself runs on until it ends.
+        Raises TimeoutError after ``timeout``, and kills the command, as
+        containerd's ExecSync does: Docker has no call to stop an exec, and one
+        left running would hold its thread until it ended, so a few hanging
+        probes could starve every other pod's exec probes.
         """
-        call = self._exec_executor.call(_exec, container_id, list(command))
-        code, output = await (call if timeout is None else asyncio.wait_for(call, timeout))
-        return code, output[-EXEC_OUTPUT_LIMIT:]
+        exec_id = await self._exec_executor.call(_exec_create, container_id, list(command))
+        task = asyncio.ensure_future(self._exec_executor.call(_exec_run, exec_id))
+        if timeout is None:
+            code, output = await task
+            return code, output[-EXEC_OUTPUT_LIMIT:]
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if done:
+            code, output = task.result()
+            return code, output[-EXEC_OUTPUT_LIMIT:]
+        task.add_done_callback(_retrieve)
+        await self._kill_exec(exec_id)
+        raise TimeoutError
+
+    async def _kill_exec(self, exec_id: str) -> None:
+        if not self._local_engine:
+            return  # the process is on another host: it runs on, holding one thread
+        try:
+            pid = await self._exec_executor.call(_exec_pid, exec_id)
+        except MinikubeletError:
+            return
+        if pid > 0:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def is_stale(self) -> bool:
         return self.cache.stale

@@ -268,3 +268,30 @@ def test_sub_second_period_from_the_annotation_still_restarts(agent: Agent) -> N
     )
     assert status_of(pod, "c")["lastState"]["terminated"]["exitCode"] in (137, 0)
     assert "failed liveness probe, will be restarted" in agent.log()
+
+
+def test_hanging_exec_probes_do_not_starve_other_pods(agent: Agent) -> None:
+    # Ten containers whose exec probes hang far past their timeout, every
+    # second: were each run to take a thread, the exec pool would be full
+    # within a second and the healthy pod's probe would time out in the queue.
+    hanging = exec_probe("sleep", "30", timeoutSeconds=1, failureThreshold=1)
+    agent.write(
+        "stuck.yaml",
+        pod_manifest(
+            "stuck",
+            [sh(f"h{i}", "sleep 3600 & wait", readinessProbe=hanging) for i in range(10)],
+        ),
+    )
+    healthy = exec_probe("true", failureThreshold=1)
+    agent.write(
+        "fine.yaml", pod_manifest("fine", [sh("c", "sleep 3600 & wait", readinessProbe=healthy)])
+    )
+    agent.wait_running("stuck")
+    agent.wait_pod("fine", ready, timeout=15)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        pod = agent.pod("fine") or {}
+        assert ready(pod), "the healthy pod's exec probe was starved"
+        time.sleep(0.5)
+    stuck = agent.pod("stuck") or {}
+    assert not any(s["ready"] for s in stuck["status"]["containerStatuses"])
