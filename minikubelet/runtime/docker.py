@@ -233,6 +233,11 @@ def _exec_pid(client: docker.APIClient, exec_id: str) -> int:
     return pid if isinstance(pid, int) else 0
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark the late result of a timed-out exec as seen: no one is waiting for it."""
     if not task.cancelled():
@@ -426,29 +431,39 @@ class DockerRuntime:
     ) -> tuple[int, bytes]:
         """Run a command in a container; (exit code, combined output, cut to a limit).
 
-        Raises TimeoutError after ``timeout``, and kills the command, as
-        containerd's ExecSync does: Docker has no call to stop an exec, and one
-        left running would hold its thread until it ended, so a few hanging
-        probes could starve every other pod's exec probes.
+        The timeout counts from when the command starts, not from a wait for a
+        free exec thread. Past it the command is killed, as containerd's
+        ExecSync does, and TimeoutError raised: Docker has no call to stop an
+        exec, and one left running would hold its thread until it ended, so a
+        few hanging probes could starve every other pod's exec probes. Only the
+        blocking start runs on the exec pool; the quick create and inspect
+        calls use the main one, so a full exec pool cannot delay a kill.
         """
-        exec_id = await self._exec_executor.call(_exec_create, container_id, list(command))
-        task = asyncio.ensure_future(self._exec_executor.call(_exec_run, exec_id))
-        if timeout is None:
-            code, output = await task
-            return code, output[-EXEC_OUTPUT_LIMIT:]
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if done:
-            code, output = task.result()
-            return code, output[-EXEC_OUTPUT_LIMIT:]
-        task.add_done_callback(_retrieve)
-        await self._kill_exec(exec_id)
-        raise TimeoutError
+        exec_id = await self.executor.call(_exec_create, container_id, list(command))
+        loop = asyncio.get_running_loop()
+        began: asyncio.Future[None] = loop.create_future()
+
+        def run(client: docker.APIClient) -> tuple[int, bytes]:
+            loop.call_soon_threadsafe(_resolve, began)
+            return _exec_run(client, exec_id)
+
+        task = asyncio.ensure_future(self._exec_executor.call(run))
+        if timeout is not None:
+            pending: set[asyncio.Future[Any]] = {began, task}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.add_done_callback(_retrieve)
+                await self._kill_exec(exec_id)
+                raise TimeoutError
+        code, output = await task
+        return code, output[-EXEC_OUTPUT_LIMIT:]
 
     async def _kill_exec(self, exec_id: str) -> None:
         if not self._local_engine:
             return  # the process is on another host: it runs on, holding one thread
         try:
-            pid = await self._exec_executor.call(_exec_pid, exec_id)
+            pid = await self.executor.call(_exec_pid, exec_id)
         except MinikubeletError:
             return
         if pid > 0:
