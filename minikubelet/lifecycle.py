@@ -61,8 +61,7 @@ class HookTarget:
 
     @classmethod
     def of(cls, pod: Pod, container: Container, container_id: str, pod_ip: str) -> HookTarget:
-        ports = {p.name: p.container_port for p in container.ports if p.name}
-        return cls(pod.key, container.name, container_id, pod_ip, ports)
+        return cls(pod.key, container.name, container_id, pod_ip, container.named_ports)
 
 
 def http_url(action: HTTPGetAction, target: HookTarget) -> str:

@@ -269,10 +269,7 @@ class PodWorker:
             except RuntimeUnavailableError:
                 self.backoff = before  # nothing was started: no restart to count
                 raise
-        state = runtime.cache.pod_state(self.uid)
-        sandbox = state.sandbox
-        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
-        prober.sync_pod(pod, state, pod_ip, self.wake.set)
+        prober.sync_pod(pod, runtime.cache.pod_state(self.uid), self.wake.set)
         self.publish_status(pod)
         await self._collect_garbage(pod)
 
@@ -382,18 +379,16 @@ class PodWorker:
     def publish_status(self, pod: Pod) -> None:
         runtime = self.owner.runtime
         state = runtime.cache.pod_state(self.uid)
-        sandbox = state.sandbox
-        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
         status = generate_pod_status(
             pod,
             state,
             now=self.owner.clock(),
             host_ip=self.owner.settings.host_ip,
-            pod_ip=pod_ip,
+            pod_ip=state.pod_ip,
             waiting=self.waiting,
             probes=self.owner.prober.view(pod, state),
             previous=self.owner.status.get(self.uid),
-            start_time=_label_time(sandbox),
+            start_time=_label_time(state.sandbox),
         )
         self.owner.status.set(self.uid, status)
 

@@ -192,6 +192,11 @@ class Container:
     def is_sidecar(self) -> bool:
         return self.restart_policy is RestartPolicy.ALWAYS
 
+    @property
+    def named_ports(self) -> dict[str, int]:
+        """Container ports by name, for probes and hooks that name their port."""
+        return {p.name: p.container_port for p in self.ports if p.name}
+
 
 # --- volumes ---
 

@@ -196,9 +196,7 @@ class ProbeManager:
         if wake is not None:
             wake()
 
-    def sync_pod(
-        self, pod: Pod, state: PodRuntimeState, pod_ip: str, wake: Callable[[], None]
-    ) -> None:
+    def sync_pod(self, pod: Pod, state: PodRuntimeState, wake: Callable[[], None]) -> None:
         """Probe workers for the running instances of the pod's containers, and no others."""
         self._wakers[pod.uid] = wake
         overrides = period_overrides(pod)
@@ -218,8 +216,8 @@ class ProbeManager:
                     continue
                 if worker is not None:
                     worker.stop()
+                pod_ip = state.pod_ip
                 host = "127.0.0.1" if pod.spec.host_network or not pod_ip else pod_ip
-                ports = {p.name: p.container_port for p in container.ports if p.name}
                 period = overrides.get((container.name, kind), float(probe.period_seconds))
                 worker = ProbeWorker(
                     self,
@@ -228,7 +226,7 @@ class ProbeManager:
                     kind=kind,
                     probe=probe,
                     record=record,
-                    target=ProbeTarget(record.id, host, ports),
+                    target=ProbeTarget(record.id, host, container.named_ports),
                     period=period,
                 )
                 self._workers[key] = worker
@@ -239,12 +237,20 @@ class ProbeManager:
     def _worker(self, pod: Pod, name: str, kind: ProbeKind) -> ProbeWorker | None:
         return self._workers.get((pod.uid, name, kind))
 
+    def _passed(self, pod: Pod, name: str, kind: ProbeKind, container_id: str | None) -> bool:
+        """The probe of this kind succeeded (for ``container_id`` if given)."""
+        worker = self._worker(pod, name, kind)
+        return (
+            worker is not None
+            and (container_id is None or worker.container_id == container_id)
+            and worker.tracker.result is Result.SUCCESS
+        )
+
     def is_started(self, pod: Pod, name: str) -> bool:
         container = pod.spec.container(name)
         if container is None or container.startup_probe is None:
             return True
-        worker = self._worker(pod, name, ProbeKind.STARTUP)
-        return worker is not None and worker.tracker.result is Result.SUCCESS
+        return self._passed(pod, name, ProbeKind.STARTUP, None)
 
     def view(self, pod: Pod, state: PodRuntimeState) -> ProbeView:
         """Readiness and started verdicts for the current instance of each container."""
@@ -254,18 +260,12 @@ class ProbeManager:
             latest = state.latest(container.name)
             current = latest.id if latest is not None else ""
             if container.readiness_probe is not None:
-                worker = self._worker(pod, container.name, ProbeKind.READINESS)
-                ready[container.name] = (
-                    worker is not None
-                    and worker.container_id == current
-                    and worker.tracker.result is Result.SUCCESS
+                ready[container.name] = self._passed(
+                    pod, container.name, ProbeKind.READINESS, current
                 )
             if container.startup_probe is not None:
-                worker = self._worker(pod, container.name, ProbeKind.STARTUP)
-                started[container.name] = (
-                    worker is not None
-                    and worker.container_id == current
-                    and worker.tracker.result is Result.SUCCESS
+                started[container.name] = self._passed(
+                    pod, container.name, ProbeKind.STARTUP, current
                 )
         return ProbeView(ready=ready, started=started)
 

@@ -99,6 +99,12 @@ class PodRuntimeState:
     def sandbox(self) -> ContainerRecord | None:
         return self.sandboxes[0] if self.sandboxes else None
 
+    @property
+    def pod_ip(self) -> str:
+        """The IP the agent gave the newest sandbox ("" for hostNetwork or none yet)."""
+        sandbox = self.sandbox
+        return sandbox.label(naming.POD_IP) if sandbox is not None else ""
+
     def instances(self, name: str) -> tuple[ContainerRecord, ...]:
         return tuple(c for c in self.containers if c.name == name)
 

@@ -277,7 +277,7 @@ async def test_manager_probes_a_new_container_at_once_and_wakes_its_pod() -> Non
     cache.put(rec(pod, "a", started=time.time() + 0.001, cid="c1"))
     state = cache.pod_state(pod.uid)
     assert manager.view(pod, state).ready == {"a": False}  # readiness starts failed
-    manager.sync_pod(pod, state, "10.0.0.1", woke.set)
+    manager.sync_pod(pod, state, woke.set)
     # Well before the 10 s period: a new container's first probe is not delayed.
     await asyncio.wait_for(woke.wait(), 2)
     assert manager.view(pod, state).ready == {"a": True}
