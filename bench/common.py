@@ -250,20 +250,22 @@ def wait_destroyed(
         stream.close()
 
 
-def sleep_pod(name: str, image: str, containers: tuple[str, ...]) -> str:
-    """A pod of busybox ``sleep`` containers with grace 0 (PID 1 sleep ignores SIGTERM)."""
+def pod_yaml(name: str, containers: list[dict[str, Any]]) -> str:
+    """A Pod manifest with grace 0: benchmarks time the engine, not a grace period."""
     doc = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {"name": c, "image": image, "command": ["sleep", "1000000"]} for c in containers
-            ],
-        },
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": containers},
     }
     return yaml.safe_dump(doc)
+
+
+def sleep_pod(name: str, image: str, containers: tuple[str, ...]) -> str:
+    """A pod of busybox ``sleep`` containers (PID 1 sleep ignores SIGTERM, hence grace 0)."""
+    return pod_yaml(
+        name, [{"name": c, "image": image, "command": ["sleep", "1000000"]} for c in containers]
+    )
 
 
 def remove_labelled(client: docker.APIClient, label: str) -> None:

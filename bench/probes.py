@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 import docker
-import yaml
 
 from bench.common import (
     AgentProcess,
@@ -36,6 +35,7 @@ from bench.common import (
     machine_summary,
     median,
     node_label,
+    pod_yaml,
     remove_labelled,
     sandbox_image,
     spread,
@@ -72,28 +72,15 @@ class Report:
 
 def manifest(name: str, image: str, *, exec_liveness: bool = True) -> str:
     script = "mkdir -p /srv && echo ok > /srv/index.html && exec httpd -f -p 8080 -h /srv"
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {
-                    "name": "web",
-                    "image": image,
-                    "command": ["sh", "-c", script],
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                }
-            ],
-        },
+    container: dict[str, Any] = {
+        "name": "web",
+        "image": image,
+        "command": ["sh", "-c", script],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
     }
     if exec_liveness:
-        doc["spec"]["containers"][0]["livenessProbe"] = {  # type: ignore[index]
-            "exec": {"command": ["true"]},
-            "periodSeconds": 10,
-        }
-    return yaml.safe_dump(doc)
+        container["livenessProbe"] = {"exec": {"command": ["true"]}, "periodSeconds": 10}
+    return pod_yaml(name, [container])
 
 
 _SAMPLE = re.compile(r"^(\w+)(?:\{([^}]*)\})? ([0-9.e+-]+)$")
