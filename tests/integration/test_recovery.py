@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import psutil
 import pytest
 
 from tests.integration.conftest import Agent, all_running, pod_manifest, sh, wait_until
@@ -214,11 +215,15 @@ def _stop_dockerd() -> Callable[[], None]:
             subprocess.run(["systemctl", "start", "docker"], check=True, timeout=120)
 
         return start_unit
-    found = subprocess.run(["pgrep", "-xo", "dockerd"], capture_output=True, text=True, check=False)
-    if found.returncode != 0:
+    # psutil rather than pgrep: a fresh machine need not have procps.
+    daemons = sorted(
+        (p for p in psutil.process_iter(["name", "create_time"]) if p.info["name"] == "dockerd"),
+        key=lambda p: p.info["create_time"],
+    )
+    if not daemons:
         pytest.skip("no dockerd process here to restart")
-    pid = int(found.stdout.split()[0])
-    cmdline = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    pid = daemons[0].pid
+    cmdline = daemons[0].cmdline()
     os.kill(pid, signal.SIGTERM)
     wait_until(
         lambda: not Path(f"/proc/{pid}").exists(), timeout=60, what="dockerd to exit", interval=0.2
