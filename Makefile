@@ -7,7 +7,7 @@ DEMO_IMAGE := localhost/minikubelet/busybox:1
 LISTEN ?= 127.0.0.1:10255
 PYTEST_ARGS ?=
 
-.PHONY: all venv docker image run test lint unit integration bench clean
+.PHONY: all venv docker image run test lint unit integration bench fuzz clean
 
 all: test
 
@@ -44,6 +44,10 @@ integration: image
 
 test: lint image
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+# The long fuzzing profile: >= 10,000 generated manifests through parse -> validate -> build.
+fuzz: venv
+	MINIKUBELET_FUZZ_PROFILE=long $(VENV)/bin/pytest tests/unit/test_fuzz_manifest.py $(PYTEST_ARGS)
 
 bench: image
 	$(PY) -m bench $(BENCH_ARGS)
