@@ -468,6 +468,8 @@ class PodWorkers:
         self._workers: dict[PodUID, PodWorker] = {}
         self._desired: dict[PodUID, Pod] = {}
         self._sources_ready = False
+        self._held: frozenset[str] = frozenset()
+        self._reported_held: set[PodUID] = set()
         self._closing = False
         self._name_free: dict[str, asyncio.Event] = {}
         self.hooks = HookRunner(runtime)
@@ -491,11 +493,21 @@ class PodWorkers:
     ) -> None:
         self.recorder.record(pod_ref(pod, field_path), type_, reason, message)
 
-    def sync_desired(self, desired: Mapping[PodUID, Pod], sources_ready: bool) -> None:
-        """The merge layer's full desired set: start, update or stop workers to match."""
+    def sync_desired(
+        self,
+        desired: Mapping[PodUID, Pod],
+        sources_ready: bool,
+        held: frozenset[str] = frozenset(),
+    ) -> None:
+        """The merge layer's full desired set: start, update or stop workers to match.
+
+        ``held`` names manifests that exist but give no pod right now: pods
+        running from them are kept (see config/file.py), never orphaned.
+        """
         if self._closing:
             return
         self._desired = dict(desired)
+        self._held = held
         for uid, pod in desired.items():
             self.status.track(pod)
             worker = self._workers.get(uid)
@@ -508,17 +520,32 @@ class PodWorkers:
                 log.info("pod %s removed from its source; terminating", worker.key)
                 self.status.untrack(uid)
                 worker.update(None)
-        became_ready = sources_ready and not self._sources_ready
-        self._sources_ready = sources_ready
-        if became_ready:
+        self._sources_ready = self._sources_ready or sources_ready
+        if self._sources_ready:
+            # At every change, not only the first: a held pod whose file is
+            # fixed or removed becomes an orphan then.
             self._collect_orphans()
+
+    def _is_held(self, uid: PodUID) -> bool:
+        if not self._held:
+            return False
+        state = self.runtime.cache.pod_state(uid)
+        origins = {r.label(naming.CONFIG_ORIGIN) for r in state.sandboxes}
+        return not self._held.isdisjoint(origins)
 
     def _collect_orphans(self) -> None:
         """Pods on Docker that no source wants (removed or edited while the agent was down)."""
         for uid in self.runtime.cache.pod_uids():
-            if uid not in self._desired and uid not in self._workers:
-                log.info("pod %s is in no source; terminating", uid)
-                self._spawn(uid, None)
+            if uid in self._desired or uid in self._workers:
+                continue
+            if self._is_held(uid):
+                if uid not in self._reported_held:
+                    self._reported_held.add(uid)
+                    log.warning("pod %s is kept: its manifest exists but cannot be used now", uid)
+                continue
+            log.info("pod %s is in no source; terminating", uid)
+            self._spawn(uid, None)
+        self._reported_held &= self.runtime.cache.pod_uids()
 
     def notify(self, uid: PodUID) -> None:
         worker = self._workers.get(uid)
@@ -526,7 +553,7 @@ class PodWorkers:
             worker.wake.set()
         elif self._sources_ready and not self._closing and uid not in self._desired:
             state = self.runtime.cache.pod_state(uid)
-            if not state.empty:
+            if not state.empty and not self._is_held(uid):
                 self._spawn(uid, None)
 
     def _spawn(self, uid: PodUID, pod: Pod | None) -> None:

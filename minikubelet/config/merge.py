@@ -43,7 +43,8 @@ class SourceError:
         }
 
 
-DesiredSink = Callable[[Mapping[PodUID, Pod], bool], None]
+# (desired pods by uid, every source has been complete once, held origins)
+DesiredSink = Callable[[Mapping[PodUID, Pod], bool, frozenset[str]], None]
 
 
 class PodConfig:
@@ -66,6 +67,7 @@ class PodConfig:
         self._errors: list[SourceError] = []
         self._reported: set[SourceError] = set()
         self._ready = False
+        self._held: frozenset[str] = frozenset()
 
     @property
     def ready(self) -> bool:
@@ -127,13 +129,19 @@ class PodConfig:
             desired[pod.uid] = pod
         self._report(errors)
         self._errors = errors
-        ready = all(name in self._snapshots for name in self._order)
-        if desired != self._desired or ready != self._ready:
+        # Ready once every source has shown everything it holds; a source that
+        # later cannot (its directory gone) keeps its pods, so ready stays.
+        ready = self._ready or all(
+            name in self._snapshots and self._snapshots[name].complete for name in self._order
+        )
+        held = frozenset().union(*(s.held for s in self._snapshots.values()))
+        if desired != self._desired or ready != self._ready or held != self._held:
             self._desired = desired
             self._ready = ready
+            self._held = held
             # Preference for running pods matters only for the first decision.
             self._running &= set(desired)
-            self._sink(desired, ready)
+            self._sink(desired, ready, held)
 
     def _report(self, errors: list[SourceError]) -> None:
         current = set(errors)

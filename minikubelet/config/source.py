@@ -21,6 +21,12 @@ class SourceSnapshot:
     # In priority order: when two pods share a full name, the earlier wins.
     pods: tuple[Pod, ...]
     errors: tuple[ManifestError, ...] = ()
+    # Origins (file paths) that exist but give no pod right now: pods already
+    # running from them are kept, not collected as orphans.
+    held: frozenset[str] = frozenset()
+    # False while the source could not see everything it holds (its directory
+    # missing or unlistable): until a complete snapshot, nothing is an orphan.
+    complete: bool = True
 
 
 SnapshotSink = Callable[[SourceSnapshot], None]

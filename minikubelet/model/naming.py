@@ -42,6 +42,9 @@ BACKOFF_DELAY = "io.minikubelet.backoff.delay"
 POD_START_TIME = "io.minikubelet.pod.start-time"
 CONTAINER_KIND = "io.minikubelet.container.kind"
 TERMINATION_LOG = "io.minikubelet.termination-log"
+# The manifest a pod came from: a pod whose file exists but cannot be read
+# right now is kept, not collected as an orphan (config/file.py).
+CONFIG_ORIGIN = "io.minikubelet.config.origin"
 
 # Static pod annotations (kubelet spelling).
 CONFIG_SOURCE = "kubernetes.io/config.source"

@@ -127,6 +127,8 @@ def sandbox_labels(p: SandboxParams) -> dict[str, str]:
     )
     if p.pod_ip:
         labels[naming.POD_IP] = p.pod_ip
+    if pod.origin:
+        labels[naming.CONFIG_ORIGIN] = pod.origin
     return labels
 
 

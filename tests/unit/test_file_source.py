@@ -207,7 +207,7 @@ def _pod_config(
     recorder = EventRecorder(host="n1", clock=time.time)
     config = PodConfig(
         ["file"],
-        sink=lambda desired, ready: received.append((dict(desired), ready)),
+        sink=lambda desired, ready, held: received.append((dict(desired), ready)),
         recorder=recorder,
         node_ref=ObjectRef("Node", "n1"),
         running=running or set(),
@@ -244,3 +244,120 @@ async def test_duplicate_prefers_running_pod(source: tuple[Path, Collector]) -> 
     config, received, _ = _pod_config(running={running.uid})
     config.update(snapshot)
     assert list(received[-1][0]) == [running.uid]
+
+
+# Each of these once escaped the source (a traceback, or a task that died
+# silently so that no later change was ever seen); now each is an error for
+# its own file and the source goes on.
+HOSTILE = {
+    "date.yaml": POD.format(name="date", tag="1")
+    + "    env:\n    - name: D\n      value: 2024-02-30\n",
+    "bigint.yaml": POD.format(name="bigint", tag="1")
+    + "  terminationGracePeriodSeconds: "
+    + "9" * 5000
+    + "\n",
+    "resources.yaml": POD.format(name="res", tag="1") + "    resources:\n",
+    "policy.yaml": POD.format(name="policy", tag="1")
+    + "    imagePullPolicy:\n  restartPolicy:\n  dnsPolicy:\n",
+    "grace.yaml": POD.format(name="grace", tag="1") + "  terminationGracePeriodSeconds:\n",
+    "nullarg.yaml": POD.format(name="nullarg", tag="1") + "    args: [sh, null]\n",
+    "binary.yaml": "\x00\xff\xfe not text",
+    "list.yaml": "- just\n- a list\n",
+}
+
+
+async def test_hostile_files_never_stop_the_source(source: tuple[Path, Collector]) -> None:
+    directory, collector = source
+    for name, text in HOSTILE.items():
+        (directory / name).write_bytes(text.encode("utf-8", "surrogateescape"))
+    (directory / "good.yaml").write_text(POD.format(name="good", tag="1"))
+    snapshot = await collector.wait_for(lambda s: "good-n1" in names(s), timeout=5.0)
+    # Whatever became of each hostile file (a pod with its defaults, or an
+    # error naming it), it was handled: no file is unaccounted for.
+    accounted = {Path(p.origin).name for p in snapshot.pods} | {
+        Path(e.origin).name for e in snapshot.errors
+    }
+    assert set(HOSTILE) <= accounted
+    # And the source still sees later changes.
+    (directory / "later.yaml").write_text(POD.format(name="later", tag="1"))
+    await collector.wait_for(lambda s: "later-n1" in names(s), timeout=5.0)
+
+
+async def test_internal_error_is_one_files_error(
+    source: tuple[Path, Collector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from minikubelet.config import file as file_module
+
+    real = file_module.pod_from_document  # type: ignore[attr-defined]
+
+    def buggy(document: dict[str, object], **kwargs: object) -> Pod:
+        if str(kwargs.get("origin", "")).endswith("bug.yaml"):
+            raise TypeError("a validation bug")
+        return real(document, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(file_module, "pod_from_document", buggy)
+    directory, collector = source
+    (directory / "bug.yaml").write_text(POD.format(name="bug", tag="1"))
+    (directory / "fine.yaml").write_text(POD.format(name="fine", tag="1"))
+    snapshot = await collector.wait_for(lambda s: names(s) == ["fine-n1"] and bool(s.errors))
+    assert [str(e) for e in snapshot.errors] == [
+        f"{directory / 'bug.yaml'}: internal error: TypeError"
+    ]
+    assert snapshot.held == frozenset({str(directory / "bug.yaml")})
+
+
+async def test_unusable_file_at_start_is_held(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+    (tmp_path / "ok.yaml").write_text(POD.format(name="ok", tag="1"))
+    collector = Collector()
+    src = FileSource(tmp_path, node_name="n1", seen=SeenTimes(time.time, str), sink=collector)
+    task = asyncio.create_task(src.run())
+    try:
+        snapshot = await collector.wait_for(lambda s: bool(s.pods))
+        assert snapshot.complete
+        assert snapshot.held == frozenset({str(tmp_path / "broken.yaml")})
+        assert names(snapshot) == ["ok-n1"]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_directory_gone_keeps_pods(tmp_path: Path) -> None:
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+    collector = Collector()
+    src = FileSource(directory, node_name="n1", seen=SeenTimes(time.time, str), sink=collector)
+    task = asyncio.create_task(src.run())
+    try:
+        await collector.wait_for(lambda s: names(s) == ["a-n1"])
+        (directory / "a.yaml").rename(tmp_path / "a.yaml")
+        await collector.wait_for(lambda s: s.pods == ())
+        # A missing directory is a bad moment, not an instruction to stop pods.
+        (tmp_path / "a.yaml").rename(directory / "a.yaml")
+        await collector.wait_for(lambda s: names(s) == ["a-n1"])
+        directory.rename(tmp_path / "elsewhere")
+        gone = await collector.wait_for(lambda s: not s.complete, timeout=4.0)
+        assert names(gone) == ["a-n1"]
+        assert "does not exist" in str(gone.errors[0])
+        assert src.directory_error is not None
+        (tmp_path / "elsewhere").rename(directory)
+        back = await collector.wait_for(lambda s: s.complete, timeout=4.0)
+        assert names(back) == ["a-n1"]
+        assert back.errors == ()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def test_pod_config_waits_for_a_complete_snapshot() -> None:
+    config, received, _ = _pod_config()
+    config.update(SourceSnapshot(source="file", pods=(), complete=False))
+    assert config.ready is False
+    assert received == [] or received[-1][1] is False
+    config.update(SourceSnapshot(source="file", pods=(), held=frozenset({"/m/x.yaml"})))
+    assert config.ready is True
+    config.update(SourceSnapshot(source="file", pods=(), complete=False))
+    assert config.ready is True
