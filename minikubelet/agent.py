@@ -18,9 +18,10 @@ from aiohttp import web
 
 from minikubelet.config.file import FileSource
 from minikubelet.config.merge import PodConfig
-from minikubelet.config.source import SeenTimes
+from minikubelet.config.source import SeenTimes, SourceSnapshot
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
+from minikubelet.health import Health, always_ok
 from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod
@@ -28,22 +29,37 @@ from minikubelet.podworkers import PodWorkers, WorkerSettings, pod_ref
 from minikubelet.runtime.docker import DockerRuntime, RuntimeConfig
 from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.executor import DockerExecutor
+from minikubelet.runtime.owner import claim_node
 from minikubelet.runtime.state import RuntimeCache
 from minikubelet.server.app import ServerDeps, make_app
 from minikubelet.settings import Settings
 from minikubelet.status.manager import StatusManager
+from minikubelet.supervisor import AgentFailure, Supervisor
 from minikubelet.util.host import (
     CAP_SYS_RESOURCE,
     detect_host_ip,
     has_capability,
     node_cpu_milli,
     node_memory_bytes,
+    raise_open_file_limit,
 )
+from minikubelet.util.statedir import StateDirLock, prepare_state_dir, state_dir_in_use
 from minikubelet.util.timefmt import rfc3339_nano_local
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 1.5
+# How often parts without a task of their own (a thread, the listening socket) are checked.
+PART_CHECK_PERIOD = 1.0
+
+
+def _serving(runner: web.AppRunner) -> bool:
+    # aiohttp exposes no public "is listening"; its sites keep the asyncio.Server.
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and hasattr(server, "is_serving") and not server.is_serving():
+            return False
+    return bool(runner.sites)
 
 
 class Agent:
@@ -88,7 +104,14 @@ class Agent:
         self.node_ref = ObjectRef(kind="Node", name=self.node_name, uid=self.node_name)
         self.seen = SeenTimes(time.time, rfc3339_nano_local)
         self.config: PodConfig | None = None
+        self.source: FileSource | None = None
         self._runner: web.AppRunner | None = None
+        self.supervisor: Supervisor | None = None
+        self._state_lock: StateDirLock | None = None
+        self.health = Health()
+        self.health.add("ping", always_ok)
+        self._register_health()
+        self.workers.on_fatal = self._worker_supervisor_failed
 
     def _pod_event(
         self, pod: Pod, type_: EventType, reason: str, message: str, *, field_path: str = ""
@@ -124,18 +147,25 @@ class Agent:
         log.info("serving status on http://%s", self.settings.listen)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        await self._start_server()
+        """Run until ``stop`` is set. Raises AgentFailure if a part of the agent died."""
+        self._state_lock = prepare_state_dir(self.settings.state_dir)
+        old, new = raise_open_file_limit()
+        if new != old:
+            log.info("raised the open-file limit from %d to %d", old, new)
+        supervisor = self.supervisor = Supervisor(stop)
+        supervisor.install_loop_handler(asyncio.get_running_loop())
         try:
+            await self._start_server()
             connect = asyncio.ensure_future(self._connect())
             stopped = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if connect not in done:
                 connect.cancel()
+                await asyncio.gather(connect, return_exceptions=True)
                 return
             stopped.cancel()
             connect.result()
-            source = FileSource(
+            self.source = FileSource(
                 self.settings.manifest_dir,
                 node_name=self.node_name,
                 seen=self.seen,
@@ -143,23 +173,63 @@ class Agent:
                 resync_period=self.settings.file_check_frequency,
                 max_bytes=self.settings.max_manifest_bytes,
             )
-            source_task = asyncio.ensure_future(source.run())
+            supervisor.spawn("source:file", self.source.run())
+            supervisor.spawn("events", self._watch_event_stream())
+            supervisor.spawn("server", self._watch_server())
             log.info(
                 "minikubelet running as node %s (host IP %s, manifests in %s)",
                 self.node_name,
                 self.host_ip,
                 self.settings.manifest_dir,
             )
-            try:
-                await stop.wait()
-            finally:
-                source_task.cancel()
-                await asyncio.gather(source_task, return_exceptions=True)
+            await stop.wait()
         finally:
+            await supervisor.stop()
             await self._shutdown()
+            self._state_lock.release()
+        if supervisor.failure is not None:
+            raise AgentFailure(supervisor.failure)
+
+    async def _watch_event_stream(self) -> None:
+        """The event stream lives on a thread; a thread that died is a part that died."""
+        while True:
+            await asyncio.sleep(PART_CHECK_PERIOD)
+            if not self.runtime.events_alive():
+                raise RuntimeError("the Docker event stream thread is gone")
+
+    async def _watch_server(self) -> None:
+        while True:
+            await asyncio.sleep(PART_CHECK_PERIOD)
+            if self._runner is None or not _serving(self._runner):
+                raise RuntimeError("the status server stopped listening")
+
+    def _register_health(self) -> None:
+        async def manifests() -> str | None:
+            return self.source.directory_error if self.source is not None else "not started"
+
+        async def events() -> str | None:
+            if self.runtime.is_stale():
+                return "the Docker event stream is reconnecting; pod state may be stale"
+            return None
+
+        async def syncloop() -> str | None:
+            if self.config is None:
+                return "waiting for the Docker engine"
+            return None
+
+        self.health.add("manifests", manifests)
+        self.health.add("events", events)
+        self.health.add("syncloop", syncloop)
 
     async def _connect(self) -> None:
         await self.runtime.connect()
+        # Before touching any container: another live agent may own this node name.
+        await claim_node(
+            self.executor,
+            node_name=self.node_name,
+            state_dir=self.settings.state_dir,
+            owner_alive=state_dir_in_use,
+        )
         # Adopt what runs before reading any manifest: the first decision about a pod sees it.
         await self.runtime.relist()
         for record in self.cache.records():
@@ -176,9 +246,13 @@ class Agent:
         )
         log.info("adopted %d pods from Docker", len(self.cache.pod_uids()))
 
-    def _on_snapshot(self, snapshot: object) -> None:
+    def _on_snapshot(self, snapshot: SourceSnapshot) -> None:
         assert self.config is not None
-        self.config.update(snapshot)  # type: ignore[arg-type]
+        self.config.update(snapshot)
+
+    def _worker_supervisor_failed(self, reason: str, error: BaseException | None) -> None:
+        if self.supervisor is not None:
+            self.supervisor.fail(reason, error)
 
     async def _shutdown(self) -> None:
         if self._runner is not None:

@@ -74,6 +74,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def _run(args: argparse.Namespace) -> int:
     from minikubelet.agent import Agent
+    from minikubelet.supervisor import AgentFailure
 
     try:
         settings = build_settings(
@@ -114,6 +115,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         logging.getLogger("minikubelet").error("%s", e)
         return 2
+    except AgentFailure as e:
+        # Already logged with its traceback where it happened; the exit code
+        # is what makes the service manager restart the agent.
+        logging.getLogger("minikubelet").critical("exiting: %s", e)
+        return 1
     except OSError as e:
         logging.getLogger("minikubelet").error("cannot start: %s", e)
         return 1

@@ -470,6 +470,8 @@ class PodWorkers:
         self._sources_ready = False
         self._held: frozenset[str] = frozenset()
         self._reported_held: set[PodUID] = set()
+        # Called when pod supervision itself breaks; the agent exits on it.
+        self.on_fatal: Callable[[str, BaseException | None], None] | None = None
         self._closing = False
         self._name_free: dict[str, asyncio.Event] = {}
         self.hooks = HookRunner(runtime)
@@ -562,6 +564,16 @@ class PodWorkers:
         worker.task = asyncio.get_running_loop().create_task(
             self._run_worker(worker), name=f"pod-{uid[:8]}"
         )
+        worker.task.add_done_callback(self._worker_ended)
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        # _run_worker retries every Exception itself; one escaping it (or a
+        # BaseException) means the supervision of pods is broken: fatal.
+        if task.cancelled() or self.on_fatal is None:
+            return
+        error = task.exception()
+        if error is not None:
+            self.on_fatal(f"pod worker {task.get_name()} died", error)
 
     async def _run_worker(self, worker: PodWorker) -> None:
         delay = 1.0

@@ -408,6 +408,10 @@ class DockerRuntime:
             )
             self._network_stream.start()
 
+    def events_alive(self) -> bool:
+        """False if an event stream's thread died: the agent would no longer see deaths."""
+        return all(s.alive for s in (self._stream, self._network_stream) if s is not None)
+
     def _on_network_event(self, event: dict[str, Any]) -> None:
         cid = ((event.get("Actor") or {}).get("Attributes") or {}).get("container", "")
         record = self.cache.get(cid)

@@ -60,6 +60,11 @@ class EventStream:
             except Exception:
                 log.debug("closing the event stream failed", exc_info=True)
 
+    @property
+    def alive(self) -> bool:
+        """False once the reading thread has ended without being asked to stop."""
+        return self._stop.is_set() or not self._thread.ident or self._thread.is_alive()
+
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 

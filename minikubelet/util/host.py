@@ -54,3 +54,23 @@ def node_cpu_milli() -> int:
 
 def node_memory_bytes() -> int:
     return int(psutil.virtual_memory().total)
+
+
+def raise_open_file_limit(cap: int = 1 << 20) -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (at most ``cap``).
+
+    The default soft limit (1024) is reached by a node with a hundred pods,
+    their probes, watchers and Docker connections; the hard limit is what the
+    service manager granted. Returns (old soft, new soft).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, cap) if hard != resource.RLIM_INFINITY else cap
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft

@@ -289,6 +289,9 @@ class Agent:
         for c in self.containers():
             with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_container(c["Id"], force=True)
+        # The agent's claim on its node name in the engine (runtime/owner.py).
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self.api.remove_volume(f"minikubelet-node-{self.node}")
         # Pods left running when the agent stopped keep their Memory emptyDirs
         # mounted; unmount them so pytest can delete its temporary directories.
         prefix = str(self.state) + "/"
