@@ -31,7 +31,7 @@ from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.owner import claim_node
 from minikubelet.runtime.state import RuntimeCache
-from minikubelet.server.app import ServerDeps, make_app
+from minikubelet.server.serve import ServerDeps, serve
 from minikubelet.settings import Settings
 from minikubelet.status.manager import StatusManager
 from minikubelet.supervisor import AgentFailure, Supervisor
@@ -131,19 +131,15 @@ class Agent:
                 ) from None
             if not token:
                 raise ConfigError(f"authTokenFile: {self.settings.auth_token_file} is empty")
-        app = make_app(
-            ServerDeps(
-                status=self.status,
-                engine=self.runtime,
-                source_errors=lambda: self.config.errors if self.config is not None else [],
-                auth_token=token,
-                metrics=self.metrics.registry,
-            )
+        deps = ServerDeps(
+            status=self.status,
+            engine=self.runtime,
+            source_errors=lambda: self.config.errors if self.config is not None else [],
+            auth_token=token,
+            metrics=self.metrics.registry,
+            health=self.health,
         )
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.listen_host, self.settings.listen_port)
-        await site.start()
+        self._runner = await serve(deps, self.settings.listen_host, self.settings.listen_port)
         log.info("serving status on http://%s", self.settings.listen)
 
     async def run(self, stop: asyncio.Event) -> None:

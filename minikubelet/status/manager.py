@@ -41,20 +41,30 @@ class PodChange:
 class Subscription:
     """A feed of pod changes that ends (``next`` → None) when closed or overrun.
 
-    A subscriber that falls more than ``SUBSCRIBER_QUEUE`` changes behind is
-    cut off rather than slowing the agent down; like an API watch that expired,
-    it starts again from a fresh list.
+    A subscriber that falls more than ``max_lag`` changes behind is cut off
+    rather than slowing the agent down or growing its memory: its backlog is
+    dropped at once and ``overrun`` is set; like an API watch that expired
+    (410 Gone), it starts again from a fresh list.
     """
 
-    def __init__(self, manager: StatusManager) -> None:
+    def __init__(self, manager: StatusManager, max_lag: int) -> None:
+        if max_lag < 1:
+            raise ValueError(f"max_lag must be at least 1, not {max_lag}")
         self._manager = manager
-        self._queue: asyncio.Queue[PodChange | None] = asyncio.Queue(SUBSCRIBER_QUEUE + 1)
+        self._max_lag = max_lag
+        # One slot more than the lag allows, so the None that ends the feed always fits.
+        self._queue: asyncio.Queue[PodChange | None] = asyncio.Queue(max_lag + 1)
         self.closed = False
+        self.overrun = False
 
     def _offer(self, change: PodChange) -> None:
         if self.closed:
             return
-        if self._queue.qsize() >= SUBSCRIBER_QUEUE:
+        if self._queue.qsize() >= self._max_lag:
+            self.overrun = True
+            # The subscriber has to relist anyway; keeping the backlog would only pin old statuses.
+            while not self._queue.empty():
+                self._queue.get_nowait()
             self.close()
             return
         self._queue.put_nowait(change)
@@ -65,12 +75,12 @@ class Subscription:
             self._manager._subscribers.discard(self)
             self._queue.put_nowait(None)
 
-    def pending(self) -> list[PodChange]:
-        """Changes already queued, without waiting."""
+    def pending(self, limit: int | None = None) -> list[PodChange]:
+        """Changes already queued (at most ``limit``), without waiting."""
         out: list[PodChange] = []
-        while not self._queue.empty():
+        while not self._queue.empty() and (limit is None or len(out) < limit):
             change = self._queue.get_nowait()
-            if change is not None:
+            if change is not None:  # None marks the end; next() still reports it via ``closed``
                 out.append(change)
         return out
 
@@ -189,10 +199,16 @@ class StatusManager:
             pod_object(change.pod, change.status, change.resource_version), separators=(",", ":")
         ).encode()
 
-    def subscribe(self) -> Subscription:
-        subscription = Subscription(self)
+    def subscribe(self, max_lag: int | None = None) -> Subscription:
+        """A feed of every change from now on; cut off past ``max_lag`` (default
+        ``SUBSCRIBER_QUEUE``) changes not yet taken."""
+        subscription = Subscription(self, SUBSCRIBER_QUEUE if max_lag is None else max_lag)
         self._subscribers.add(subscription)
         return subscription
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
 
     def close_subscriptions(self) -> None:
         for subscription in list(self._subscribers):

@@ -1,0 +1,115 @@
+"""Writing to a client that may never read.
+
+aiohttp's writes wait, without limit, for the socket to drain; a client that
+stops reading would hold its handler, its buffers and (for a watch) its
+subscription for ever. Here every write has a deadline; past it the
+connection is aborted (not closed: a close would wait to flush the very
+bytes nobody reads) and the handler returns, freeing all of it.
+
+Bodies go out in slices of ``CHUNK`` bytes, each drained before the next is
+built, so what waits in the agent's memory for a stalled client is one slice
+plus the transport's high-water mark, however large the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+# aiohttp drains its writer once more than 64 KiB were written since the last drain.
+CHUNK = 64 * 1024
+
+
+class BoundedStream:
+    """One response written with a deadline on every write; ``broken`` once the client is gone."""
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, timeout: float) -> None:
+        self._request = request
+        self._response = response
+        self._timeout = timeout
+        self.broken = False
+
+    async def prepare(self) -> bool:
+        return await self._bounded(self._response.prepare(self._request))
+
+    async def write(self, data: bytes | memoryview) -> bool:
+        return await self._bounded(self._response.write(data))
+
+    async def write_all(self, parts: Iterable[bytes]) -> bool:
+        """Write ``parts`` joined, in slices of about ``CHUNK``; parts are built lazily."""
+        pending: list[bytes] = []
+        size = 0
+        for part in parts:
+            pending.append(part)
+            size += len(part)
+            if size >= CHUNK:
+                if not await self.write(b"".join(pending)):
+                    return False
+                pending, size = [], 0
+        return await self.write(b"".join(pending)) if pending else not self.broken
+
+    async def finish(self) -> bool:
+        return await self._bounded(self._response.write_eof())
+
+    async def _bounded(self, write: Coroutine[Any, Any, object]) -> bool:
+        if self.broken:
+            write.close()
+            return False
+        try:
+            async with asyncio.timeout(self._timeout):
+                await write
+        except TimeoutError:
+            log.info(
+                "dropping %s %s from %s: it read nothing for %gs",
+                self._request.method,
+                self._request.path,
+                self._request.remote,
+                self._timeout,
+            )
+            self.drop()
+            return False
+        except ConnectionError:
+            self.broken = True
+            return False
+        return True
+
+    def drop(self) -> None:
+        self.broken = True
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+
+async def send_body(
+    request: web.Request,
+    body: bytes,
+    *,
+    content_type: str,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """A whole response, its writes bounded by ``timeout`` (see ``BoundedStream``).
+
+    ``content_type`` is the whole header value, parameters included.
+    """
+    all_headers = {**(headers or {}), "Content-Type": content_type}
+    if request.method == "HEAD":
+        # aiohttp leaves the body out of a HEAD answer; nothing waits on the client.
+        return web.Response(body=body, headers=all_headers)
+    response = web.StreamResponse(headers=all_headers)
+    response.content_length = len(body)
+    stream = BoundedStream(request, response, timeout)
+    if not await stream.prepare():
+        return response
+    view = memoryview(body)
+    for start in range(0, len(body), CHUNK):
+        if not await stream.write(view[start : start + CHUNK]):
+            return response
+    await stream.finish()
+    return response
