@@ -52,6 +52,7 @@ from minikubelet.runtime.docker import DockerRuntime, PodContext
 from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
 from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
+from minikubelet.status.refs import container_field_path
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,13 @@ class PodWorker:
         for name, waiting in actions.waiting.items():
             if waiting.reason == "CrashLoopBackOff":
                 message = "Back-off restarting failed container " + name
-                self.owner.event(pod, EventType.WARNING, "BackOff", message)
+                self.owner.event(
+                    pod,
+                    EventType.WARNING,
+                    "BackOff",
+                    message,
+                    field_path=container_field_path(pod, name),
+                )
         if actions.wake_at is not None:
             self.wake_at(actions.wake_at)
         starts = self._filter_held(actions.start, now)
@@ -328,7 +335,7 @@ class PodWorker:
         try:
             await self.owner.hooks.run("PostStart", handler, target, timeout=POST_START_TIMEOUT)
         except HookError as e:
-            field_path = f"spec.containers{{{container.name}}}"
+            field_path = container_field_path(ctx.pod, container.name)
             self.owner.event(
                 ctx.pod, EventType.WARNING, "FailedPostStartHook", str(e), field_path=field_path
             )
@@ -345,7 +352,7 @@ class PodWorker:
             EventType.NORMAL,
             "Killing",
             kill.message,
-            field_path=f"spec.containers{{{kill.record.name}}}",
+            field_path=container_field_path(pod, kill.record.name),
         )
         grace = (
             kill.grace_override
@@ -651,7 +658,7 @@ class PodWorkers:
                 EventType.NORMAL,
                 "Killing",
                 f"Stopping container {record.name}",
-                field_path=f"spec.containers{{{record.name}}}",
+                field_path=container_field_path(pod, record.name),
             )
         await self.stop_container(pod, record, grace)
 
@@ -672,7 +679,7 @@ class PodWorkers:
                 await self.hooks.run("PreStop", handler, target, timeout=grace)
             except HookError as e:
                 if pod is not None:
-                    field_path = f"spec.containers{{{record.name}}}"
+                    field_path = container_field_path(pod, record.name)
                     self.event(
                         pod, EventType.WARNING, "FailedPreStopHook", str(e), field_path=field_path
                     )

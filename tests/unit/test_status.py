@@ -10,6 +10,7 @@ from minikubelet.model.spec import Pod
 from minikubelet.runtime.actions import Waiting
 from minikubelet.runtime.state import ContainerRecord
 from minikubelet.status.generate import ProbeView, generate_pod_status, qos_class
+from minikubelet.status.refs import container_field_path
 from minikubelet.status.types import PodPhase, PodStatus
 from tests.unit.helpers import make_pod, rec, sandbox, state_of
 
@@ -350,3 +351,21 @@ def test_host_network_pod_ip_is_host_ip() -> None:
     pod = make_pod(("a",), extra={"hostNetwork": True})
     s = status(pod, sandbox(pod, ip=""), rec(pod, "a"))
     assert s.pod_ip == "192.0.2.2"
+
+
+REFS = make_pod(("web", "log"), init=("setup",), sidecars=("proxy",))
+
+
+@pytest.mark.parametrize(
+    ("name", "field_path"),
+    [
+        ("web", "spec.containers{web}"),
+        ("log", "spec.containers{log}"),
+        ("setup", "spec.initContainers{setup}"),
+        ("proxy", "spec.initContainers{proxy}"),
+        ("gone", ""),
+    ],
+    ids=["app", "second-app", "init", "sidecar", "not-in-spec"],
+)
+def test_container_field_path(name: str, field_path: str) -> None:
+    assert container_field_path(REFS, name) == field_path
