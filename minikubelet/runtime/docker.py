@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +57,7 @@ from minikubelet.runtime.events import EVENT_ACTIONS, EventStream
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.images import ImageInfo, ImageStore
 from minikubelet.runtime.network import FOREIGN, IPAllocator, PodNetwork
+from minikubelet.runtime.paths import UnsafePathError
 from minikubelet.runtime.state import (
     ContainerRecord,
     ContainerState,
@@ -65,6 +66,7 @@ from minikubelet.runtime.state import (
 )
 from minikubelet.runtime.volumes import (
     PodDirectory,
+    PodPaths,
     container_mounts,
     prepare_volumes,
     read_termination_message,
@@ -124,8 +126,33 @@ def _state_of(status: str) -> ContainerState:
     return ContainerState.UNKNOWN
 
 
+def termination_message(paths: PodPaths | None, labels: Mapping[str, str]) -> str:
+    """The message an exited container left in the file the agent made for it.
+
+    The label names that file, but anyone with access to Docker can label a
+    container: only a label naming the very path the agent builds from the
+    container's checked uid, name and restart count is read.
+    """
+    label = labels.get(naming.TERMINATION_LOG, "")
+    if paths is None or not label:
+        return ""
+    try:
+        expected = paths.pod(labels.get(naming.POD_UID, "")).termination_log(
+            labels.get(naming.CONTAINER_NAME, ""), int(labels.get(naming.RESTART_COUNT, ""))
+        )
+    except (UnsafePathError, ValueError):
+        return ""
+    if str(expected) != label:
+        log.warning("termination log label %r is not the agent's file; not read", label)
+        return ""
+    return read_termination_message(expected)
+
+
 def record_from_inspect(
-    data: dict[str, Any], image_ids: Callable[[str], str] | None = None
+    data: dict[str, Any],
+    image_ids: Callable[[str], str] | None = None,
+    *,
+    paths: PodPaths | None = None,
 ) -> ContainerRecord | None:
     config = data.get("Config") or {}
     state = data.get("State") or {}
@@ -161,7 +188,7 @@ def record_from_inspect(
         exit_code=int(state.get("ExitCode", 0)) if exited else None,
         oom_killed=bool(state.get("OOMKilled")),
         error=state.get("Error") or "",
-        message=read_termination_message(labels.get(naming.TERMINATION_LOG, "")) if exited else "",
+        message=termination_message(paths, labels) if exited else "",
     )
 
 
@@ -267,6 +294,7 @@ class DockerRuntime:
         self.config = config
         self.executor = executor
         self.cache = cache
+        self.paths = PodPaths(config.state_dir)
         self.images = ImageStore(executor, pull_timeout=config.pull_timeout)
         # Hook and probe execs get their own threads: an exec takes ~40 ms of
         # engine time and may hang, and must never hold up pod creation.
@@ -295,7 +323,8 @@ class DockerRuntime:
         return f"{naming.NODE}={self.config.node_name}"
 
     def pod_directory(self, uid: str) -> PodDirectory:
-        return PodDirectory(self.config.state_dir / "pods" / uid)
+        """Raises UnsafePathError (a MountError) for a uid that cannot name a directory."""
+        return self.paths.pod(uid)
 
     # --- lifecycle ---
 
@@ -506,7 +535,7 @@ class DockerRuntime:
                 continue  # removed between list and inspect
             if isinstance(result, BaseException):
                 raise result
-            record = record_from_inspect(result, self._image_id_for)
+            record = record_from_inspect(result, self._image_id_for, paths=self.paths)
             if record is not None:
                 records.append(record)
         self.cache.replace_all(records)
@@ -578,7 +607,7 @@ class DockerRuntime:
             data = await self.executor.call(_inspect, cid)
         except MinikubeletError:
             return
-        record = record_from_inspect(data, self._image_id_for)
+        record = record_from_inspect(data, self._image_id_for, paths=self.paths)
         if record is not None and self.cache.get(cid) is None:
             self.cache.put(record)
 
@@ -597,7 +626,7 @@ class DockerRuntime:
                 oom_killed=bool(state.get("OOMKilled")) or record.oom_killed,
                 error=state.get("Error") or "",
             )
-        message = read_termination_message(record.label(naming.TERMINATION_LOG))
+        message = termination_message(self.paths, record.labels)
         if (
             not message
             and record.exit_code not in (0, None)
@@ -625,7 +654,7 @@ class DockerRuntime:
             data = await self.executor.call(_inspect, name)
         except NotFoundError:
             return await self.executor.call(_create, body, name)
-        record = record_from_inspect(data, self._image_id_for)
+        record = record_from_inspect(data, self._image_id_for, paths=self.paths)
         if (data.get("State") or {}).get("Running"):
             # The cache missed a live container: take it in and let the worker look again.
             if record is not None:
@@ -749,7 +778,11 @@ class DockerRuntime:
         info = await self._ensure_image(pod, container)
         term_log = ctx.pod_dir.new_termination_log(container.name, start.restart_count)
         mounts = container_mounts(
-            container, ctx.volume_paths, hosts_file=ctx.hosts_path, termination_log=term_log
+            container,
+            ctx.volume_paths,
+            pod_dir=ctx.pod_dir,
+            hosts_file=ctx.hosts_path,
+            termination_log=term_log,
         )
         params = ContainerParams(
             pod=pod,
@@ -925,11 +958,21 @@ class DockerRuntime:
             await self.remove_container(record.id)
         if self.ipam is not None:
             self.ipam.release(uid)
-        if not keep_dir:
-            await asyncio.to_thread(self.pod_directory(uid).remove)
+        if keep_dir:
+            return
+        try:
+            pod_dir = self.pod_directory(uid)
+        except UnsafePathError as e:
+            log.error("pod %s: not removing its directory: %s", uid, e)
+            return
+        if not await asyncio.to_thread(pod_dir.remove):
+            log.error("pod %s: its directory %s was not entirely removed", uid, pod_dir.root)
 
     def host_files_exist(self, uid: str) -> bool:
-        return os.path.isdir(self.pod_directory(uid).root)
+        try:
+            return os.path.isdir(self.pod_directory(uid).root)
+        except UnsafePathError:
+            return False
 
 
 def _field(pod: Pod, container: Container) -> str:

@@ -13,6 +13,7 @@ Records are immutable; an update replaces one. Pure data, no Docker here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,9 @@ from typing import NewType
 
 from minikubelet.model import naming
 from minikubelet.model.spec import PodUID
+from minikubelet.runtime.paths import valid_pod_uid
+
+log = logging.getLogger(__name__)
 
 ContainerID = NewType("ContainerID", str)
 
@@ -141,10 +145,20 @@ def record_from_labels(
     image: str = "",
     image_id: str = "",
 ) -> ContainerRecord | None:
-    """A record for a container found on Docker; None if it is not a pod container of ours."""
+    """A record for a container found on Docker; None if it is not a pod container of ours.
+
+    A uid label that could not name a pod directory is refused here, so no
+    such uid ever reaches a path: the agent never makes one, so the
+    container was labelled by someone else, and is left alone.
+    """
     uid = labels.get(naming.POD_UID)
     kind = labels.get(naming.DOCKER_TYPE)
     if not uid or kind not in (naming.TYPE_SANDBOX, naming.TYPE_CONTAINER):
+        return None
+    if not valid_pod_uid(uid):
+        log.warning(
+            "container %s has pod uid label %r, which no pod has; ignored", container_id[:12], uid
+        )
         return None
     is_sandbox = kind == naming.TYPE_SANDBOX
     attempt_label = naming.SANDBOX_ATTEMPT if is_sandbox else naming.RESTART_COUNT
