@@ -46,26 +46,37 @@ class ProbeView:
 
 
 def qos_class(pod: Pod) -> str:
-    containers = (*pod.spec.init_containers, *pod.spec.containers)
-    any_set = False
+    """The kubelet's GetPodQOS (pkg/apis/core/v1/helper/qos) for cpu and memory.
+
+    Zero quantities count as unset, so ``limits: {cpu: 0, memory: 0}`` is
+    BestEffort. Requests and limits are summed over all containers before
+    they are compared, as there; per-container ``requests <= limits`` (checked
+    by validation) makes that the same as every container matching.
+    """
+    requests: dict[str, int] = {}
+    limits: dict[str, int] = {}
     guaranteed = True
-    for c in containers:
+    for c in (*pod.spec.containers, *pod.spec.init_containers):
         r = c.resources
-        if any(
-            v is not None
-            for v in (r.cpu_limit_milli, r.memory_limit, r.cpu_request_milli, r.memory_request)
-        ):
-            any_set = True
-        if (
-            r.cpu_limit_milli is None
-            or r.memory_limit is None
-            or r.cpu_request_milli != r.cpu_limit_milli
-            or r.memory_request != r.memory_limit
-        ):
+        for name, value in (("cpu", r.cpu_request_milli), ("memory", r.memory_request)):
+            if value is not None and value > 0:
+                requests[name] = requests.get(name, 0) + value
+        found = set()
+        for name, value in (("cpu", r.cpu_limit_milli), ("memory", r.memory_limit)):
+            if value is not None and value > 0:
+                limits[name] = limits.get(name, 0) + value
+                found.add(name)
+        if found != {"cpu", "memory"}:
             guaranteed = False
-    if not any_set:
+    if not requests and not limits:
         return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    if (
+        guaranteed
+        and requests.keys() == limits.keys()
+        and all(limits[name] == value for name, value in requests.items())
+    ):
+        return "Guaranteed"
+    return "Burstable"
 
 
 def terminated_state(record: ContainerRecord) -> StateTerminated:

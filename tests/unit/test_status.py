@@ -332,19 +332,100 @@ def test_readiness_gates_hold_ready() -> None:
     assert ready.reason == "ReadinessGatesNotReady"
 
 
+GUARANTEED = {"limits": {"cpu": "1", "memory": "64Mi"}}
+
+# (id, app containers, init containers, resources by container name, qosClass)
+QOS: list[tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any], str]] = [
+    ("best-effort", ("a",), (), {}, "BestEffort"),
+    (
+        "zero-limits-are-best-effort",
+        ("a",),
+        (),
+        {"a": {"limits": {"cpu": 0, "memory": 0}}},
+        "BestEffort",
+    ),
+    (
+        "zero-requests-are-best-effort",
+        ("a",),
+        (),
+        {"a": {"requests": {"cpu": "0", "memory": "0Mi"}}},
+        "BestEffort",
+    ),
+    ("limits-only-guaranteed", ("a",), (), {"a": GUARANTEED}, "Guaranteed"),
+    (
+        "equal-requests-guaranteed",
+        ("a",),
+        (),
+        {"a": {"requests": {"cpu": "1000m", "memory": "64Mi"}, **GUARANTEED}},
+        "Guaranteed",
+    ),
+    (
+        "zero-cpu-limit-is-burstable",
+        ("a",),
+        (),
+        {"a": {"limits": {"cpu": 0, "memory": "64Mi"}}},
+        "Burstable",
+    ),
+    (
+        "zero-cpu-request-is-burstable",
+        ("a",),
+        (),
+        {"a": {"requests": {"cpu": 0}, **GUARANTEED}},
+        "Burstable",
+    ),
+    ("requests-only-burstable", ("a",), (), {"a": {"requests": {"cpu": "100m"}}}, "Burstable"),
+    ("cpu-limit-only-burstable", ("a",), (), {"a": {"limits": {"cpu": "1"}}}, "Burstable"),
+    (
+        "lower-request-burstable",
+        ("a",),
+        (),
+        {"a": {"requests": {"cpu": "500m"}, **GUARANTEED}},
+        "Burstable",
+    ),
+    (
+        "every-container-guaranteed",
+        ("a", "b"),
+        ("i",),
+        {"a": GUARANTEED, "b": GUARANTEED, "i": GUARANTEED},
+        "Guaranteed",
+    ),
+    (
+        "app-without-limits-burstable",
+        ("a", "b"),
+        ("i",),
+        {"a": GUARANTEED, "i": GUARANTEED},
+        "Burstable",
+    ),
+    (
+        "init-without-limits-burstable",
+        ("a", "b"),
+        ("i",),
+        {"a": GUARANTEED, "b": GUARANTEED},
+        "Burstable",
+    ),
+    (
+        "init-only-resources-burstable",
+        ("a",),
+        ("i",),
+        {"i": {"requests": {"memory": "1Mi"}}},
+        "Burstable",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("resources", "expected"),
-    [
-        ({}, "BestEffort"),
-        ({"limits": {"cpu": "1", "memory": "64Mi"}}, "Guaranteed"),
-        ({"requests": {"cpu": "100m"}}, "Burstable"),
-        ({"limits": {"cpu": "1"}}, "Burstable"),
-    ],
-    ids=["best-effort", "guaranteed", "burstable-requests", "burstable-partial"],
+    ("apps", "inits", "resources", "expected"), [q[1:] for q in QOS], ids=[q[0] for q in QOS]
 )
-def test_qos_class(resources: dict[str, Any], expected: str) -> None:
-    pod = make_pod(("a",), container_extra={"a": {"resources": resources}})
+def test_qos_class(
+    apps: tuple[str, ...], inits: tuple[str, ...], resources: dict[str, Any], expected: str
+) -> None:
+    pod = make_pod(
+        apps,
+        init=inits,
+        container_extra={name: {"resources": r} for name, r in resources.items()},
+    )
     assert qos_class(pod) == expected
+    assert status(pod).to_api()["qosClass"] == expected
 
 
 def test_host_network_pod_ip_is_host_ip() -> None:
