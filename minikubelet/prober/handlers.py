@@ -3,12 +3,19 @@
 Each returns an ``Outcome`` and a short output for the ``Unhealthy`` event.
 Network probes never touch the Docker thread pool: a TCP connect or an HTTP
 GET to a pod costs about a millisecond here, an exec about 40 ms of engine time.
+
+A probe the agent could not even start, for want of a file descriptor of its
+own (EMFILE, ENFILE), is an ERROR: the container did nothing wrong, and
+counting it a failure would let a busy agent restart healthy containers.
+What a pod sends back is bounded: 10 KiB of body, header lines within the
+stream's limit (a longer one fails the probe), all within the timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import ssl
@@ -42,6 +49,10 @@ class ProbeTarget:
 
 class PortError(Exception):
     pass
+
+
+def _out_of_files(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in (errno.EMFILE, errno.ENFILE)
 
 
 def resolve_port(port: int | str, ports: Mapping[str, int]) -> int:
@@ -100,7 +111,8 @@ class ProbeRunner:
             async with asyncio.timeout(timeout):
                 _, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as e:
-            return Outcome.FAILURE, f"dial tcp {host}:{port}: {_reason(e)}"
+            outcome = Outcome.ERROR if _out_of_files(e) else Outcome.FAILURE
+            return outcome, f"dial tcp {host}:{port}: {_reason(e)}"
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
@@ -134,8 +146,11 @@ class ProbeRunner:
                     break
         except TimeoutError:
             return Outcome.FAILURE, f"Get {url!r}: context deadline exceeded"
+        except asyncio.LimitOverrunError:
+            return Outcome.FAILURE, f"Get {url!r}: net/http: HTTP header line too long"
         except (OSError, ValueError, asyncio.IncompleteReadError) as e:
-            return Outcome.FAILURE, f"Get {url!r}: {_reason(e)}"
+            outcome = Outcome.ERROR if _out_of_files(e) else Outcome.FAILURE
+            return outcome, f"Get {url!r}: {_reason(e)}"
         if 200 <= status < 400:
             return Outcome.SUCCESS, ""
         text = body.decode("utf-8", errors="replace")
@@ -205,22 +220,29 @@ def _reason(e: BaseException) -> str:
 
 
 async def _grpc(action: GRPCAction, target: ProbeTarget, timeout: float) -> tuple[Outcome, str]:
-    # Imported here: grpcio is only needed by pods that use gRPC probes.
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     host = target.host
     address = f"[{host}]:{action.port}" if ":" in host else f"{host}:{action.port}"
-    async with grpc.aio.insecure_channel(
-        address, options=[("grpc.enable_http_proxy", 0)]
-    ) as channel:
+    try:
+        # Imported here: grpcio is only needed by pods that use gRPC probes.
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        channel = grpc.aio.insecure_channel(address, options=[("grpc.enable_http_proxy", 0)])
+    except OSError as e:
+        # The import and gRPC's own poller need descriptors too, before any connection.
+        return Outcome.ERROR, f"grpc channel: {_reason(e)}"
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = await stub.Check(
                 health_pb2.HealthCheckRequest(service=action.service), timeout=timeout
             )
         except grpc.aio.AioRpcError as e:
-            return Outcome.FAILURE, f"rpc error: code = {e.code().name} desc = {e.details()}"
+            details = e.details() or ""
+            # gRPC reports a failed socket() only in its text.
+            short = os.strerror(errno.EMFILE) in details
+            outcome = Outcome.ERROR if short else Outcome.FAILURE
+            return outcome, f"rpc error: code = {e.code().name} desc = {details}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     if reply.status == health_pb2.HealthCheckResponse.SERVING:
         return Outcome.SUCCESS, ""

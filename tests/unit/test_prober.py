@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import resource
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
 
-from minikubelet.model.spec import ExecAction, HTTPGetAction, Probe, TCPSocketAction
-from minikubelet.prober.handlers import USER_AGENT, ProbeRunner, ProbeTarget
+from minikubelet.model.spec import (
+    ExecAction,
+    GRPCAction,
+    HTTPGetAction,
+    Probe,
+    TCPSocketAction,
+)
+from minikubelet.prober.handlers import OUTPUT_LIMIT, USER_AGENT, ProbeRunner, ProbeTarget
 from minikubelet.prober.manager import ProbeManager, period_overrides
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
 from minikubelet.runtime.state import RuntimeCache
@@ -289,3 +298,102 @@ async def test_manager_probes_a_new_container_at_once_and_wakes_its_pod() -> Non
 def test_a_start_stamped_just_ahead_of_the_clock_is_probed() -> None:
     t = tracker(ProbeKind.READINESS)
     assert t.decide(now=99.999, running=True, started_at=100.0, started=True) is Skip.PROBE
+
+
+# --- hostile answers and a short agent ---
+
+
+@contextlib.contextmanager
+def out_of_files() -> Iterator[None]:
+    """Every descriptor this process may open, taken: as an agent with too many pods is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 16, hard))
+    taken: list[int] = []
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                taken.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize(
+    "action",
+    [TCPSocketAction(port="p"), HTTPGetAction(port="p", path="/")],
+    ids=["tcp", "http"],
+)
+async def test_a_probe_the_agent_has_no_descriptor_for_is_an_error(
+    action: TCPSocketAction | HTTPGetAction,
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        target = ProbeTarget("c", "127.0.0.1", {"p": listener.getsockname()[1]})
+        with out_of_files():
+            outcome, output = await ProbeRunner(NoExec()).run(action, target, 1)
+    assert outcome is E
+    assert "too many open files" in output
+
+
+async def test_a_grpc_probe_the_agent_has_no_descriptor_for_is_an_error() -> None:
+    import grpc
+    import grpc_health.v1.health_pb2_grpc  # noqa: F401  (imported by the probe, before the test)
+
+    # gRPC's poller lives while a channel does; with it up, the failure is the socket's.
+    keep = grpc.aio.insecure_channel("127.0.0.1:9")
+    try:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            target = ProbeTarget("c", "127.0.0.1", {})
+            with out_of_files():
+                outcome, output = await ProbeRunner(NoExec()).run(
+                    GRPCAction(port=listener.getsockname()[1]), target, 1
+                )
+    finally:
+        await keep.close()
+    assert outcome is E, output
+    assert "Too many open files" in output
+
+
+async def serve_raw(answer: bytes, *, endless: bool = False) -> asyncio.Server:
+    """A server that sends ``answer`` to any request, then, if ``endless``, body forever."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            while endless:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_an_http_header_line_past_the_limit_fails_the_probe() -> None:
+    server = await serve_raw(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 200_000 + b"\r\n\r\n")
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        outcome, output = await ProbeRunner(NoExec()).run(
+            HTTPGetAction(port=port, path="/"), ProbeTarget("c", "127.0.0.1", {}), 1
+        )
+    assert outcome is F
+    assert "header line too long" in output
+
+
+async def test_an_endless_http_body_is_read_only_to_the_limit() -> None:
+    server = await serve_raw(b"HTTP/1.1 500 Oops\r\n\r\n", endless=True)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        began = time.monotonic()
+        outcome, output = await ProbeRunner(NoExec()).run(
+            HTTPGetAction(port=port, path="/"), ProbeTarget("c", "127.0.0.1", {}), 5
+        )
+    assert outcome is F
+    assert time.monotonic() - began < 2.5  # not the 5 s timeout: it stopped reading
+    assert len(output) <= OUTPUT_LIMIT + 100
