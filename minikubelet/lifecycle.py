@@ -1,9 +1,11 @@
 """Lifecycle hooks, postStart and preStop, with the kubelet's semantics.
 
 - exec: runs in the container through the Docker API; a non-zero exit or an
-  error fails the hook, and its output goes into the message.
+  error fails the hook, and its output goes into the message. At the
+  deadline its process is killed, as a probe's is.
 - httpGet: only transport errors fail; the HTTP status is ignored, as the
-  kubelet ignores it for hooks (unlike probes). No certificate checks.
+  kubelet ignores it for hooks (unlike probes). No certificate checks. At
+  most ``BODY_LIMIT`` bytes of the body are read, as on the kubelet.
 - sleep: waits, bounded like the others.
 - tcpSocket: accepted by the API for compatibility but fails when run, as on
   the kubelet.
@@ -43,6 +45,8 @@ USER_AGENT = "kube-lifecycle/1.33"
 # on one container would never stop or restart the pod, so we bound it.
 POST_START_TIMEOUT = 300.0
 MESSAGE_LIMIT = 1024
+# The kubelet reads (and drops) at most this much of a hook's response body.
+BODY_LIMIT = 10 * 1024
 
 
 class HookError(MinikubeletError):
@@ -99,17 +103,20 @@ class HookRunner:
         what = f"{kind} hook for Container {target.container!r} in Pod {target.pod_key!r}"
         try:
             async with asyncio.timeout(timeout):
-                await self._run(handler, target)
+                await self._run(handler, target, timeout)
         except TimeoutError:
             raise HookError(f"{what} did not finish within {timeout:.0f}s") from None
         except HookError as e:
             raise HookError(f"{what} failed - error: {e}") from None
 
-    async def _run(self, handler: Handler, target: HookTarget) -> None:
+    async def _run(self, handler: Handler, target: HookTarget, timeout: float) -> None:
         if isinstance(handler, ExecAction):
             try:
+                # The executor kills the command at the deadline (or when the
+                # surrounding timeout cancels it): left running, it would hold
+                # an exec thread for as long as it pleased.
                 code, output = await self._executor.exec_in(
-                    target.container_id, handler.command, timeout=None
+                    target.container_id, handler.command, timeout=timeout
                 )
             except MinikubeletError as e:
                 raise HookError(str(e)) from e
@@ -123,7 +130,9 @@ class HookRunner:
             headers = dict(handler.headers)
             try:
                 async with self._http().get(url, headers=headers, allow_redirects=False) as resp:
-                    await resp.read()
+                    # Not resp.read(): a server answering without end would
+                    # fill the agent's memory until the deadline.
+                    await resp.content.read(BODY_LIMIT)
             except aiohttp.ClientError as e:
                 raise HookError(f"Get {url!r}: {e}") from e
             except OSError as e:

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.images import ImageInfo, ImageStore
 from minikubelet.runtime.network import FOREIGN, IPAllocator, PodNetwork
 from minikubelet.runtime.paths import UnsafePathError
+from minikubelet.runtime.procs import boot_ticks, kill_if_same
 from minikubelet.runtime.state import (
     ContainerRecord,
     ContainerState,
@@ -249,20 +249,40 @@ def _exec_create(client: docker.APIClient, container_id: str, command: list[str]
     return str(client.exec_create(container_id, command, stdout=True, stderr=True)["Id"])
 
 
-def _exec_run(client: docker.APIClient, exec_id: str) -> tuple[int, bytes]:
-    output = client.exec_start(exec_id)
+def _exec_run(client: docker.APIClient, exec_id: str, limit: int) -> tuple[int, bytes]:
+    """Run a created exec to its end, keeping only the last ``limit`` bytes of output.
+
+    Streamed, so a command printing without end costs bounded memory.
+    """
+    kept = bytearray()
+    for chunk in client.exec_start(exec_id, stream=True):
+        kept += chunk
+        if len(kept) > 2 * limit:
+            del kept[:-limit]
     code = client.exec_inspect(exec_id).get("ExitCode")
-    return (code if isinstance(code, int) else -1), bytes(output)
+    return (code if isinstance(code, int) else -1), bytes(kept[-limit:])
 
 
-def _exec_pid(client: docker.APIClient, exec_id: str) -> int:
-    pid = client.exec_inspect(exec_id).get("Pid")
-    return pid if isinstance(pid, int) else 0
+def _kill_exec_process(client: docker.APIClient, exec_id: str, not_before: int) -> bool:
+    """SIGKILL an exec's process if it is still that process; True if signalled."""
+    info = client.exec_inspect(exec_id)
+    pid = info.get("Pid")
+    container_id = str(info.get("ContainerID") or "")
+    if not info.get("Running") or not isinstance(pid, int) or pid <= 0 or not container_id:
+        return False
+
+    def still_running() -> bool:
+        again = client.exec_inspect(exec_id)
+        return bool(again.get("Running")) and again.get("Pid") == pid
+
+    return kill_if_same(
+        pid, not_before=not_before, cgroup_marker=container_id, confirm=still_running
+    )
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[int], value: int) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(value)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -468,40 +488,56 @@ class DockerRuntime:
         free exec thread. Past it the command is killed, as containerd's
         ExecSync does, and TimeoutError raised: Docker has no call to stop an
         exec, and one left running would hold its thread until it ended, so a
-        few hanging probes could starve every other pod's exec probes. Only the
+        few hanging probes could starve every other pod's exec probes. A caller
+        that gives up (cancels) kills the command the same way. Only the
         blocking start runs on the exec pool; the quick create and inspect
         calls use the main one, so a full exec pool cannot delay a kill.
         """
         exec_id = await self.executor.call(_exec_create, container_id, list(command))
         loop = asyncio.get_running_loop()
-        began: asyncio.Future[None] = loop.create_future()
+        # When the command was started, in the clock of /proc/<pid>/stat: a
+        # process that started earlier cannot be this exec's.
+        began: asyncio.Future[int] = loop.create_future()
 
         def run(client: docker.APIClient) -> tuple[int, bytes]:
-            loop.call_soon_threadsafe(_resolve, began)
-            return _exec_run(client, exec_id)
+            loop.call_soon_threadsafe(_resolve, began, boot_ticks())
+            return _exec_run(client, exec_id, EXEC_OUTPUT_LIMIT)
 
         task = asyncio.ensure_future(self._exec_executor.call(run))
-        if timeout is not None:
-            pending: set[asyncio.Future[Any]] = {began, task}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done:
-                task.add_done_callback(_retrieve)
-                await self._kill_exec(exec_id)
-                raise TimeoutError
-        code, output = await task
-        return code, output[-EXEC_OUTPUT_LIMIT:]
+        try:
+            if timeout is not None:
+                pending: set[asyncio.Future[Any]] = {began, task}
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({task}, timeout=timeout)
+                if not done:
+                    task.add_done_callback(_retrieve)
+                    await self._kill_exec(exec_id, began.result())
+                    raise TimeoutError
+            return await task
+        except asyncio.CancelledError:
+            # A command not yet started never will be; one running is killed.
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            if began.done():
+                kill = asyncio.ensure_future(self._kill_exec(exec_id, began.result()))
+                self._background.add(kill)
+                kill.add_done_callback(self._background.discard)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(kill)
+            raise
 
-    async def _kill_exec(self, exec_id: str) -> None:
+    async def _kill_exec(self, exec_id: str, not_before: int) -> None:
         if not self._local_engine:
             return  # the process is on another host: it runs on, holding one thread
         try:
-            pid = await self.executor.call(_exec_pid, exec_id)
-        except MinikubeletError:
+            killed = await self.executor.call(_kill_exec_process, exec_id, not_before)
+        except MinikubeletError as e:
+            log.debug("exec %s: cannot kill: %s", exec_id[:12], e)
             return
-        if pid > 0:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        if not killed:
+            log.info(
+                "exec %s outlived its timeout but its process is gone or not its own", exec_id[:12]
+            )
 
     def is_stale(self) -> bool:
         return self.cache.stale

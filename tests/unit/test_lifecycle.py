@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -121,3 +124,62 @@ def test_http_url(action: HTTPGetAction, pod_ip: str, url: str) -> None:
 def test_unknown_named_port_is_an_error() -> None:
     with pytest.raises(HookError, match="names no port"):
         http_url(HTTPGetAction(port="metrics"), TARGET)
+
+
+class RecordingExec(Executor):
+    """Records the timeout each exec is given; hangs when asked to."""
+
+    def __init__(self, *, hang: bool = False) -> None:
+        super().__init__(0)
+        self.hang = hang
+        self.timeouts: list[float | None] = []
+        self.cancelled = False
+
+    async def exec_in(
+        self, container_id: str, command: tuple[str, ...] | list[str], *, timeout: float | None
+    ) -> tuple[int, bytes]:
+        self.timeouts.append(timeout)
+        if self.hang:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        return 0, b""
+
+
+async def test_exec_hooks_give_the_executor_their_deadline() -> None:
+    """The executor kills an exec past its timeout; a hook's used to be given none."""
+    executor = RecordingExec()
+    await HookRunner(executor).run("PreStop", ExecAction(("true",)), TARGET, timeout=7)
+    assert executor.timeouts == [7]
+
+
+async def test_a_hanging_exec_hook_is_given_up_at_its_deadline() -> None:
+    executor = RecordingExec(hang=True)
+    with pytest.raises(HookError, match="did not finish within 0s"):
+        await HookRunner(executor).run("PostStart", ExecAction(("hang",)), TARGET, timeout=0.1)
+    # Cancelled, not abandoned: the executor's cancellation path kills the command.
+    assert executor.cancelled
+
+
+async def test_an_endless_http_hook_body_is_read_only_to_a_limit() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+            while True:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    runner = HookRunner(Executor(0))
+    try:
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            began = time.monotonic()
+            await runner.run("PreStop", HTTPGetAction(port=port), TARGET, timeout=5)
+            assert time.monotonic() - began < 2.5  # well before the deadline: it stopped reading
+    finally:
+        await runner.close()
