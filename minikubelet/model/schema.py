@@ -192,6 +192,11 @@ def _to_field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
     return [FieldError(where, error.message[:200])]
 
 
+def _document_order(error: jsonschema.ValidationError) -> list[tuple[int, int, str]]:
+    # Indexes numerically, so args[2] comes before args[10].
+    return [(1, p, "") if isinstance(p, int) else (0, 0, str(p)) for p in error.absolute_path]
+
+
 def validate_schema(document: dict[str, Any]) -> list[FieldError]:
     """Check ``document`` (which must have apiVersion and kind) against the schema."""
     api_version = document.get("apiVersion")
@@ -204,7 +209,7 @@ def validate_schema(document: dict[str, Any]) -> list[FieldError]:
         ]
     errors: list[FieldError] = []
     found = itertools.islice(validator.iter_errors(document), MAX_SCHEMA_ERRORS)
-    for error in sorted(found, key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(found, key=_document_order):
         errors.extend(_to_field_errors(error))
     return _dedupe(errors)
 
