@@ -1,7 +1,12 @@
 """Typed ``Pod`` from a validated, defaulted Pod document.
 
-Only called on documents that passed schema and semantic validation, so it
-reads fields without re-checking them.
+Only called on documents that passed the schema and every semantic rule and
+went through ``defaults``, so it reads fields without re-checking them: a
+field with an API default is read as defaulted (``h["scheme"]``), never with
+a fallback of its own. A field without one that is absent is its Go zero
+value (``""``, ``0``, ``False``, or ``None`` for pointers), read through the
+typed getters of ``access``; where the kubelet gives an absent pointer a
+meaning (a mount's propagation, a divisor), that is said where it is read.
 """
 
 from __future__ import annotations
@@ -10,6 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from minikubelet.model import naming
+from minikubelet.model.access import (
+    get_bool,
+    get_int,
+    get_list,
+    get_map,
+    get_maps,
+    get_opt_str,
+    get_str,
+    is_true,
+)
 from minikubelet.model.quantity import parse_quantity, to_int, to_milli
 from minikubelet.model.spec import (
     Container,
@@ -43,29 +58,37 @@ from minikubelet.model.spec import (
 
 
 def _port(value: Any) -> int | str:
-    if isinstance(value, str) and value.isdigit():
+    # Validation admits ASCII digit strings of at most 5 characters as numbers.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return int(value) if isinstance(value, int) else str(value)
 
 
+def _strs(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    return tuple(str(v) for v in get_list(obj, key))
+
+
 def build_handler(handler: Mapping[str, Any]) -> Handler:
-    if handler.get("exec") is not None:
-        return ExecAction(command=tuple(handler["exec"].get("command") or ()))
-    if handler.get("httpGet") is not None:
+    """A probe's or hook's handler; also reads the ones kept in container labels."""
+    if "exec" in handler:
+        return ExecAction(command=_strs(handler["exec"], "command"))
+    if "httpGet" in handler:
         h = handler["httpGet"]
         return HTTPGetAction(
             port=_port(h["port"]),
-            path=h.get("path") or "/",
-            host=h.get("host") or "",
-            scheme=h.get("scheme") or "HTTP",
-            headers=tuple((x["name"], x.get("value") or "") for x in h.get("httpHeaders") or ()),
+            path=h["path"],
+            host=get_str(h, "host"),
+            scheme=h["scheme"],
+            headers=tuple(
+                (get_str(x, "name"), get_str(x, "value")) for _, x in get_maps(h, "httpHeaders")
+            ),
         )
-    if handler.get("tcpSocket") is not None:
+    if "tcpSocket" in handler:
         t = handler["tcpSocket"]
-        return TCPSocketAction(port=_port(t["port"]), host=t.get("host") or "")
-    if handler.get("grpc") is not None:
+        return TCPSocketAction(port=_port(t["port"]), host=get_str(t, "host"))
+    if "grpc" in handler:
         g = handler["grpc"]
-        return GRPCAction(port=int(g["port"]), service=g.get("service") or "")
+        return GRPCAction(port=int(g["port"]), service=g["service"])
     return SleepAction(seconds=int(handler["sleep"]["seconds"]))
 
 
@@ -79,13 +102,13 @@ def _probe(probe: Mapping[str, Any] | None) -> Probe | None:
         timeout_seconds=probe["timeoutSeconds"],
         success_threshold=probe["successThreshold"],
         failure_threshold=probe["failureThreshold"],
-        termination_grace_period_seconds=probe.get("terminationGracePeriodSeconds"),
+        termination_grace_period_seconds=get_int(probe, "terminationGracePeriodSeconds"),
     )
 
 
 def _resources(resources: Mapping[str, Any]) -> Resources:
-    limits = resources.get("limits") or {}
-    requests = resources.get("requests") or {}
+    limits = get_map(resources, "limits")
+    requests = get_map(resources, "requests")
 
     def cpu(section: Mapping[str, Any]) -> int | None:
         return to_milli(parse_quantity(section["cpu"])) if "cpu" in section else None
@@ -101,99 +124,96 @@ def _resources(resources: Mapping[str, Any]) -> Resources:
     )
 
 
-def _security_context(sc: Mapping[str, Any] | None) -> SecurityContext:
-    if not sc:
-        return SecurityContext()
-    caps = sc.get("capabilities") or {}
+def _security_context(sc: Mapping[str, Any]) -> SecurityContext:
+    caps = get_map(sc, "capabilities")
     return SecurityContext(
-        run_as_user=sc.get("runAsUser"),
-        run_as_group=sc.get("runAsGroup"),
-        run_as_non_root=sc.get("runAsNonRoot"),
-        privileged=bool(sc.get("privileged")),
-        read_only_root_filesystem=bool(sc.get("readOnlyRootFilesystem")),
-        allow_privilege_escalation=sc.get("allowPrivilegeEscalation"),
-        capabilities_add=tuple(caps.get("add") or ()),
-        capabilities_drop=tuple(caps.get("drop") or ()),
-        seccomp_profile=(sc.get("seccompProfile") or {}).get("type"),
+        run_as_user=get_int(sc, "runAsUser"),
+        run_as_group=get_int(sc, "runAsGroup"),
+        run_as_non_root=get_bool(sc, "runAsNonRoot"),
+        privileged=is_true(sc, "privileged"),
+        read_only_root_filesystem=is_true(sc, "readOnlyRootFilesystem"),
+        allow_privilege_escalation=get_bool(sc, "allowPrivilegeEscalation"),
+        capabilities_add=_strs(caps, "add"),
+        capabilities_drop=_strs(caps, "drop"),
+        seccomp_profile=get_opt_str(get_map(sc, "seccompProfile"), "type"),
     )
 
 
 def _env(var: Mapping[str, Any]) -> EnvVar:
-    source = var.get("valueFrom") or {}
-    if source.get("fieldRef") is not None:
+    source = get_map(var, "valueFrom")
+    if "fieldRef" in source:
         return EnvVar(name=var["name"], field_path=source["fieldRef"]["fieldPath"])
-    if source.get("resourceFieldRef") is not None:
+    if "resourceFieldRef" in source:
         ref = source["resourceFieldRef"]
-        # Encoded as a pseudo field path; resolved against the pod's resources.
-        divisor = ref.get("divisor") or "1"
-        target = ref.get("containerName") or ""
+        # No divisor means 1, as the kubelet reads it. Encoded as a pseudo
+        # field path, resolved against the pod's resources.
+        divisor = ref.get("divisor", "1")
+        target = get_str(ref, "containerName")
         return EnvVar(name=var["name"], field_path=f"resource:{target}:{ref['resource']}:{divisor}")
-    return EnvVar(name=var["name"], value=var.get("value") or "")
+    return EnvVar(name=var["name"], value=get_str(var, "value"))
 
 
 def build_container(ctr: Mapping[str, Any]) -> Container:
-    lifecycle = ctr.get("lifecycle") or {}
-    restart = ctr.get("restartPolicy")
+    lifecycle = get_map(ctr, "lifecycle")
+    restart = get_opt_str(ctr, "restartPolicy")
     return Container(
         name=ctr["name"],
         image=ctr["image"],
         spec_hash=naming.container_spec_hash(ctr),
         image_pull_policy=PullPolicy(ctr["imagePullPolicy"]),
-        command=tuple(ctr.get("command") or ()),
-        args=tuple(ctr.get("args") or ()),
-        working_dir=ctr.get("workingDir") or "",
+        command=_strs(ctr, "command"),
+        args=_strs(ctr, "args"),
+        working_dir=get_str(ctr, "workingDir"),
         ports=tuple(
             ContainerPort(
                 container_port=p["containerPort"],
-                name=p.get("name") or "",
-                host_port=p.get("hostPort") or 0,
-                host_ip=p.get("hostIP") or "",
-                protocol=p.get("protocol") or "TCP",
+                name=get_str(p, "name"),
+                host_port=get_int(p, "hostPort") or 0,
+                host_ip=get_str(p, "hostIP"),
+                protocol=p["protocol"],
             )
-            for p in ctr.get("ports") or ()
+            for _, p in get_maps(ctr, "ports")
         ),
-        env=tuple(_env(v) for v in ctr.get("env") or ()),
-        resources=_resources(ctr.get("resources") or {}),
+        env=tuple(_env(v) for _, v in get_maps(ctr, "env")),
+        resources=_resources(ctr["resources"]),
         volume_mounts=tuple(
             VolumeMount(
                 name=m["name"],
                 mount_path=m["mountPath"],
-                read_only=bool(m.get("readOnly")),
-                sub_path=m.get("subPath") or "",
-                mount_propagation=m.get("mountPropagation") or "None",
+                read_only=is_true(m, "readOnly"),
+                sub_path=get_str(m, "subPath"),
+                # No propagation means private, which the runtime calls "None".
+                mount_propagation=get_opt_str(m, "mountPropagation") or "None",
             )
-            for m in ctr.get("volumeMounts") or ()
+            for _, m in get_maps(ctr, "volumeMounts")
         ),
         liveness_probe=_probe(ctr.get("livenessProbe")),
         readiness_probe=_probe(ctr.get("readinessProbe")),
         startup_probe=_probe(ctr.get("startupProbe")),
         lifecycle=Lifecycle(
-            post_start=build_handler(lifecycle["postStart"])
-            if lifecycle.get("postStart")
-            else None,
-            pre_stop=build_handler(lifecycle["preStop"]) if lifecycle.get("preStop") else None,
+            post_start=build_handler(lifecycle["postStart"]) if "postStart" in lifecycle else None,
+            pre_stop=build_handler(lifecycle["preStop"]) if "preStop" in lifecycle else None,
         ),
         termination_message_path=ctr["terminationMessagePath"],
         termination_message_policy=ctr["terminationMessagePolicy"],
-        security_context=_security_context(ctr.get("securityContext")),
-        stdin=bool(ctr.get("stdin")),
-        stdin_once=bool(ctr.get("stdinOnce")),
-        tty=bool(ctr.get("tty")),
-        restart_policy=RestartPolicy(restart) if restart else None,
+        security_context=_security_context(get_map(ctr, "securityContext")),
+        stdin=is_true(ctr, "stdin"),
+        stdin_once=is_true(ctr, "stdinOnce"),
+        tty=is_true(ctr, "tty"),
+        restart_policy=RestartPolicy(restart) if restart is not None else None,
     )
 
 
 def _volume(vol: Mapping[str, Any]) -> Volume:
     source: VolumeSource
-    if vol.get("hostPath") is not None:
-        source = HostPathSource(
-            path=vol["hostPath"]["path"], type=vol["hostPath"].get("type") or ""
-        )
+    if "hostPath" in vol:
+        source = HostPathSource(path=vol["hostPath"]["path"], type=vol["hostPath"]["type"])
     else:
-        ed = vol.get("emptyDir") or {}
+        # Validation admits only emptyDir and hostPath; defaults made a bare volume emptyDir.
+        ed = vol["emptyDir"]
         limit = ed.get("sizeLimit")
         source = EmptyDirSource(
-            medium=ed.get("medium") or "",
+            medium=get_str(ed, "medium"),
             size_limit=to_int(parse_quantity(limit)) if limit is not None else None,
         )
     return Volume(name=vol["name"], source=source)
@@ -201,13 +221,15 @@ def _volume(vol: Mapping[str, Any]) -> Volume:
 
 def _pod_security_context(sc: Mapping[str, Any]) -> PodSecurityContext:
     return PodSecurityContext(
-        run_as_user=sc.get("runAsUser"),
-        run_as_group=sc.get("runAsGroup"),
-        run_as_non_root=sc.get("runAsNonRoot"),
-        fs_group=sc.get("fsGroup"),
-        supplemental_groups=tuple(sc.get("supplementalGroups") or ()),
-        sysctls=tuple((s["name"], str(s.get("value") or "")) for s in sc.get("sysctls") or ()),
-        seccomp_profile=(sc.get("seccompProfile") or {}).get("type"),
+        run_as_user=get_int(sc, "runAsUser"),
+        run_as_group=get_int(sc, "runAsGroup"),
+        run_as_non_root=get_bool(sc, "runAsNonRoot"),
+        fs_group=get_int(sc, "fsGroup"),
+        supplemental_groups=tuple(
+            g for g in get_list(sc, "supplementalGroups") if isinstance(g, int)
+        ),
+        sysctls=tuple((s["name"], s["value"]) for _, s in get_maps(sc, "sysctls")),
+        seccomp_profile=get_opt_str(get_map(sc, "seccompProfile"), "type"),
     )
 
 
@@ -215,10 +237,12 @@ def _dns_config(dc: Mapping[str, Any] | None) -> DNSConfig | None:
     if dc is None:
         return None
     return DNSConfig(
-        nameservers=tuple(dc.get("nameservers") or ()),
-        searches=tuple(dc.get("searches") or ()),
+        nameservers=_strs(dc, "nameservers"),
+        searches=_strs(dc, "searches"),
         options=tuple(
-            (o["name"], o.get("value")) for o in dc.get("options") or () if o.get("name")
+            (get_str(o, "name"), get_opt_str(o, "value"))
+            for _, o in get_maps(dc, "options")
+            if get_str(o, "name")
         ),
     )
 
@@ -228,33 +252,33 @@ def build_pod(manifest: Mapping[str, Any], *, source: str, origin: str) -> Pod:
     spec = manifest["spec"]
     pod_spec = PodSpec(
         containers=tuple(build_container(c) for c in spec["containers"]),
-        init_containers=tuple(build_container(c) for c in spec.get("initContainers") or ()),
-        volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
+        init_containers=tuple(build_container(c) for _, c in get_maps(spec, "initContainers")),
+        volumes=tuple(_volume(v) for _, v in get_maps(spec, "volumes")),
         restart_policy=RestartPolicy(spec["restartPolicy"]),
         termination_grace_period_seconds=spec["terminationGracePeriodSeconds"],
         dns_policy=DNSPolicy(spec["dnsPolicy"]),
         dns_config=_dns_config(spec.get("dnsConfig")),
-        host_network=bool(spec.get("hostNetwork")),
-        host_pid=bool(spec.get("hostPID")),
-        host_ipc=bool(spec.get("hostIPC")),
-        share_process_namespace=bool(spec.get("shareProcessNamespace")),
-        hostname=spec.get("hostname") or "",
-        subdomain=spec.get("subdomain") or "",
+        host_network=is_true(spec, "hostNetwork"),
+        host_pid=is_true(spec, "hostPID"),
+        host_ipc=is_true(spec, "hostIPC"),
+        share_process_namespace=is_true(spec, "shareProcessNamespace"),
+        hostname=get_str(spec, "hostname"),
+        subdomain=get_str(spec, "subdomain"),
         host_aliases=tuple(
-            HostAlias(ip=a["ip"], hostnames=tuple(a.get("hostnames") or ()))
-            for a in spec.get("hostAliases") or ()
+            HostAlias(ip=a["ip"], hostnames=_strs(a, "hostnames"))
+            for _, a in get_maps(spec, "hostAliases")
         ),
-        security_context=_pod_security_context(spec.get("securityContext") or {}),
-        node_name=spec.get("nodeName") or "",
-        readiness_gates=tuple(g["conditionType"] for g in spec.get("readinessGates") or ()),
+        security_context=_pod_security_context(spec["securityContext"]),
+        node_name=spec["nodeName"],
+        readiness_gates=tuple(g["conditionType"] for _, g in get_maps(spec, "readinessGates")),
     )
     return Pod(
         uid=PodUID(meta["uid"]),
         name=meta["name"],
         namespace=meta["namespace"],
         spec=pod_spec,
-        labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
+        labels=dict(get_map(meta, "labels")),
+        annotations=dict(meta["annotations"]),
         source=source,
         origin=origin,
         manifest=manifest,

@@ -1,15 +1,22 @@
 """API defaults for a Pod, as the API server and the kubelet's file source apply them.
 
-Works on a validated document and returns a new one; the input is never
-changed (it is what the uid is hashed from).
+The one place defaults are applied: ``build`` reads the fields set here and
+applies none of its own. Works on a validated document (the schema checked
+every type, the reader dropped nulls in mappings) and returns a new one; the
+input is never changed (it is what the uid is hashed from).
+
+As in the API server's defaulting, where Go cannot tell an empty string from
+an unset one, ``""`` is unset too (``restartPolicy: ""`` becomes Always); a
+field that is a pointer in Go (``terminationGracePeriodSeconds``) is
+defaulted only when absent, so 0 stays 0.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from minikubelet.model import naming
+from minikubelet.model.loader import copy_json
 
 
 def image_has_digest(image: str) -> bool:
@@ -31,6 +38,12 @@ def default_pull_policy(image: str) -> str:
     return "Always" if tag in ("", "latest") else "IfNotPresent"
 
 
+def _default(obj: dict[str, Any], key: str, value: object) -> None:
+    """Set ``key`` unless it holds something: absent and ``""`` are unset."""
+    if obj.get(key) in (None, ""):
+        obj[key] = value
+
+
 def _default_probe(probe: dict[str, Any]) -> None:
     # As in the API's defaulting, 0 means "not set".
     for key, value in (
@@ -48,18 +61,17 @@ def _default_probe(probe: dict[str, Any]) -> None:
 def _default_handler(handler: dict[str, Any]) -> None:
     http = handler.get("httpGet")
     if http is not None:
-        http.setdefault("path", "/")
-        http.setdefault("scheme", "HTTP")
+        _default(http, "path", "/")
+        _default(http, "scheme", "HTTP")
     grpc = handler.get("grpc")
-    if grpc is not None and grpc.get("service") is None:
-        grpc["service"] = ""
+    if grpc is not None:
+        grpc.setdefault("service", "")
 
 
 def _default_container(ctr: dict[str, Any], *, host_network: bool) -> None:
-    image = ctr.get("image") or ""
-    ctr.setdefault("imagePullPolicy", default_pull_policy(image))
-    ctr.setdefault("terminationMessagePath", "/dev/termination-log")
-    ctr.setdefault("terminationMessagePolicy", "File")
+    _default(ctr, "imagePullPolicy", default_pull_policy(ctr["image"]))
+    _default(ctr, "terminationMessagePath", "/dev/termination-log")
+    _default(ctr, "terminationMessagePolicy", "File")
     ctr.setdefault("resources", {})
     resources = ctr["resources"]
     # Requests default to limits, as the API server does.
@@ -69,26 +81,27 @@ def _default_container(ctr: dict[str, Any], *, host_network: bool) -> None:
         for name, value in limits.items():
             requests.setdefault(name, value)
     for port in ctr.get("ports") or []:
-        port.setdefault("protocol", "TCP")
+        _default(port, "protocol", "TCP")
         if host_network and not port.get("hostPort"):
             port["hostPort"] = port["containerPort"]
     for var in ctr.get("env") or []:
         ref = (var.get("valueFrom") or {}).get("fieldRef")
         if ref is not None:
-            ref.setdefault("apiVersion", "v1")
+            _default(ref, "apiVersion", "v1")
     for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
         if ctr.get(kind) is not None:
             _default_probe(ctr[kind])
-    for hook in (ctr.get("lifecycle") or {}).values():
-        if isinstance(hook, dict):
-            _default_handler(hook)
+    lifecycle = ctr.get("lifecycle") or {}
+    for hook in ("postStart", "preStop"):
+        if lifecycle.get(hook) is not None:
+            _default_handler(lifecycle[hook])
 
 
 def apply_pod_defaults(
     document: dict[str, Any], *, node_name: str, uid: str, full_name: str, seen: str
 ) -> dict[str, Any]:
     """The defaulted static pod: renamed, bound to the node, annotated like kubelet's."""
-    pod = copy.deepcopy(document)
+    pod: dict[str, Any] = copy_json(document)
     pod.pop("status", None)
     meta = pod.setdefault("metadata", {})
     meta["name"] = full_name
@@ -99,23 +112,21 @@ def apply_pod_defaults(
     annotations[naming.CONFIG_SEEN] = seen
     annotations[naming.CONFIG_SOURCE] = "file"
     meta["annotations"] = annotations
-    if meta.get("labels") is None:
-        meta.pop("labels", None)
 
     spec = pod.setdefault("spec", {})
     host_network = bool(spec.get("hostNetwork"))
-    spec.setdefault("restartPolicy", "Always")
+    _default(spec, "restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
+    _default(spec, "dnsPolicy", "ClusterFirst")
     spec.setdefault("securityContext", {})
-    spec.setdefault("schedulerName", "default-scheduler")
+    _default(spec, "schedulerName", "default-scheduler")
     spec.setdefault("enableServiceLinks", True)
     spec["nodeName"] = node_name
     tolerations = list(spec.get("tolerations") or [])
     tolerations.append({"operator": "Exists", "effect": "NoExecute"})
     spec["tolerations"] = tolerations
     for vol in spec.get("volumes") or []:
-        if not any(k != "name" and v is not None for k, v in vol.items()):
+        if not any(k != "name" for k in vol):
             vol["emptyDir"] = {}
         if vol.get("hostPath") is not None:
             vol["hostPath"].setdefault("type", "")

@@ -1,83 +1,61 @@
 """From manifest bytes to a typed ``Pod``: parse, validate, default, build.
 
-Manifest contents are untrusted. Parsing is bounded (size is checked by the
-caller, node count and depth here, so an alias bomb cannot blow up memory),
-and messages never echo file content beyond a few characters.
+Manifest contents are untrusted, and every step is total: anything that is
+not a Pod ends as a ``ManifestError`` naming the file and, for each problem,
+the field (``""`` only for whole-document problems such as invalid YAML).
+
+- ``parse_document``: bytes to a JSON value through ``loader``, which bounds
+  the document while it is built (``MAX_VALUES`` values, ``MAX_TEXT_CHARS``
+  characters, ``MAX_DEPTH`` levels, ``DEADLINE_SECONDS``; the caller bounds
+  the file's size). Nulls in mappings are unset fields and are dropped.
+- ``check_pod_document``: nulls inside lists, the schema (types, unknown
+  fields, enums, integer ranges), then every semantic rule, whatever the
+  schema found: rules read through typed getters and cannot raise. A rule
+  error under a field the schema already faulted is not reported twice, and
+  at most ``MAX_ERRORS`` errors are reported.
+- ``apply_pod_defaults`` (the only place API defaults are applied), then
+  ``build_pod``, which reads the defaulted fields.
+
+Messages never echo file content beyond a few characters. All of it is
+synchronous and thread-safe; the file source runs it off the event loop.
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import math
-from collections.abc import Callable
-from typing import Any
-
-import yaml
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
 from minikubelet.errors import FieldError, ManifestError
 from minikubelet.model import naming
+from minikubelet.model.access import get_str
 from minikubelet.model.build import build_pod
 from minikubelet.model.defaults import apply_pod_defaults
+from minikubelet.model.loader import (
+    DEADLINE_SECONDS,
+    MAX_DEPTH,
+    MAX_TEXT_CHARS,
+    MAX_VALUES,
+    load_json,
+    load_yaml,
+    normalize,
+)
 from minikubelet.model.schema import field_path, validate_schema
 from minikubelet.model.spec import Pod
 from minikubelet.model.validation import validate_pod
 
-MAX_NODES = 200_000
-MAX_DEPTH = 64
+__all__ = [
+    "DEADLINE_SECONDS",
+    "MAX_DEPTH",
+    "MAX_ERRORS",
+    "MAX_TEXT_CHARS",
+    "MAX_VALUES",
+    "check_pod_document",
+    "parse_document",
+    "pod_from_document",
+]
 
-try:
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-
-
-class _Budget:
-    def __init__(self) -> None:
-        self.nodes = 0
-
-
-def _normalize(value: Any, path: list[str | int], budget: _Budget, origin: str) -> Any:
-    """A JSON-compatible copy of parsed YAML, or a ManifestError naming the field."""
-    budget.nodes += 1
-    if budget.nodes > MAX_NODES:
-        raise ManifestError(origin, [FieldError("", f"document has more than {MAX_NODES} values")])
-    if len(path) > MAX_DEPTH:
-        raise ManifestError(
-            origin, [FieldError(field_path(path), f"nested deeper than {MAX_DEPTH} levels")]
-        )
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ManifestError(origin, [FieldError(field_path(path), "must be a finite number")])
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ManifestError(
-                    origin, [FieldError(field_path(path), "mapping keys must be strings")]
-                )
-            out[key] = _normalize(item, [*path, key], budget, origin)
-        return out
-    if isinstance(value, list):
-        return [_normalize(item, [*path, i], budget, origin) for i, item in enumerate(value)]
-    if isinstance(value, datetime.date | datetime.datetime):
-        # Kubernetes' YAML-to-JSON conversion turns timestamps into strings.
-        return value.isoformat()
-    raise ManifestError(
-        origin, [FieldError(field_path(path), f"unsupported YAML type {type(value).__name__}")]
-    )
-
-
-def _yaml_error(origin: str, error: yaml.YAMLError) -> ManifestError:
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        problem = error.problem or "invalid YAML"
-        return ManifestError(origin, [FieldError("", f"invalid YAML at {where}: {problem}")])
-    return ManifestError(origin, [FieldError("", "invalid YAML")])
+# A manifest with more problems than this is reported by its first ones.
+MAX_ERRORS: Final = 100
 
 
 def parse_document(data: bytes, *, origin: str, json_only: bool = False) -> dict[str, Any]:
@@ -86,43 +64,41 @@ def parse_document(data: bytes, *, origin: str, json_only: bool = False) -> dict
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ManifestError(origin, [FieldError("", f"not UTF-8 text (byte {e.start})")]) from None
-    if json_only:
-        try:
-            raw: Any = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ManifestError(
-                origin,
-                [FieldError("", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")],
-            ) from None
-        except RecursionError:
-            raise ManifestError(
-                origin, [FieldError("", f"nested deeper than {MAX_DEPTH} levels")]
-            ) from None
-    else:
-        try:
-            documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
-        except yaml.YAMLError as e:
-            raise _yaml_error(origin, e) from None
-        except RecursionError:
-            raise ManifestError(
-                origin, [FieldError("", f"nested deeper than {MAX_DEPTH} levels")]
-            ) from None
-        if len(documents) > 1:
-            raise ManifestError(
-                origin,
-                [FieldError("", f"holds {len(documents)} documents; put one Pod in each file")],
-            )
-        raw = documents[0] if documents else None
+    raw = load_json(text, origin=origin) if json_only else load_yaml(text, origin=origin)
     if raw is None:
         raise ManifestError(origin, [FieldError("", "empty manifest")])
     if not isinstance(raw, dict):
         raise ManifestError(origin, [FieldError("", "must be a mapping (a Kubernetes object)")])
-    result: dict[str, Any] = _normalize(raw, [], _Budget(), origin)
-    return result
+    return raw
+
+
+def _null_items(document: dict[str, Any]) -> Iterator[FieldError]:
+    """Nulls inside lists, in document order: the reader keeps them so the index is named."""
+    stack: list[tuple[list[str | int], Any]] = [([], document)]
+    while stack:
+        path, value = stack.pop()
+        if value is _NULL_ITEM:
+            yield FieldError(field_path(path), "must not be null")
+        elif isinstance(value, dict | list):
+            children = value.items() if isinstance(value, dict) else enumerate(value)
+            in_list = isinstance(value, list)
+            for key, item in reversed(list(children)):
+                stack.append(([*path, key], _NULL_ITEM if in_list and item is None else item))
+
+
+_NULL_ITEM: Final = object()
+
+
+def _prefixes(field: str) -> Iterator[str]:
+    """``a.b[0].c`` → ``a``, ``a.b``, ``a.b[0]``, ``a.b[0].c``."""
+    for i, ch in enumerate(field):
+        if ch in ".[" and i:
+            yield field[:i]
+    yield field
 
 
 def check_pod_document(document: dict[str, Any], *, node_name: str) -> list[FieldError]:
-    """Schema and semantic errors of a Pod document, all of them."""
+    """Schema and semantic errors of a Pod document, all of them (up to ``MAX_ERRORS``)."""
     kind, api_version = document.get("kind"), document.get("apiVersion")
     if kind != "Pod" or api_version != "v1":
         return [
@@ -132,20 +108,17 @@ def check_pod_document(document: dict[str, Any], *, node_name: str) -> list[Fiel
                 "each manifest must hold one v1 Pod",
             )
         ]
-    errors = validate_schema(document)
-    try:
-        semantic = validate_pod(document, name_suffix=f"-{node_name.lower()}")
-    except (AttributeError, TypeError, KeyError, ValueError):
-        # Semantic rules assume the schema's types; with type errors present
-        # they may trip, and the schema errors already say what to fix.
-        semantic = []
+    errors = list(_null_items(document)) + validate_schema(document)
+    semantic = validate_pod(document, name_suffix=f"-{node_name.lower()}")
     # A field the schema already faulted is not reported twice.
-    faulted = [e.field for e in errors]
-    return errors + [
-        e
-        for e in semantic
-        if not any(e.field == f or e.field.startswith((f + ".", f + "[")) for f in faulted)
-    ]
+    faulted = {e.field for e in errors}
+    errors += [e for e in semantic if not any(p in faulted for p in _prefixes(e.field))]
+    if len(errors) > MAX_ERRORS:
+        rest = len(errors) - MAX_ERRORS
+        # A lower bound: the schema stops counting at MAX_SCHEMA_ERRORS.
+        more = FieldError(errors[MAX_ERRORS].field, f"and at least {rest} more errors")
+        errors = [*errors[:MAX_ERRORS], more]
+    return errors
 
 
 def pod_from_document(
@@ -158,14 +131,21 @@ def pod_from_document(
 ) -> Pod:
     """Validate a parsed document and build its static pod.
 
-    ``seen`` maps the pod's uid to the time it was first seen (RFC 3339),
-    which the caller keeps so that it stays fixed for a uid.
+    ``document`` may come from anywhere: it is normalised as the reader's
+    output is (nulls in mappings dropped, budgets applied) before anything
+    reads it. ``seen`` maps the pod's uid to the time it was first seen
+    (RFC 3339), which the caller keeps so that it stays fixed for a uid.
     """
+    document = normalize(document, origin=origin)
+    if not isinstance(document, dict):
+        raise ManifestError(origin, [FieldError("", "must be a mapping (a Kubernetes object)")])
     errors = check_pod_document(document, node_name=node_name)
     if errors:
         raise ManifestError(origin, errors)
     meta = document["metadata"]
-    uid = meta.get("uid") or naming.static_pod_uid(document, node_name=node_name, origin=origin)
+    uid = get_str(meta, "uid") or naming.static_pod_uid(
+        document, node_name=node_name, origin=origin
+    )
     full_name = naming.static_pod_name(meta["name"], node_name)
     manifest = apply_pod_defaults(
         document, node_name=node_name, uid=uid, full_name=full_name, seen=seen(uid)
