@@ -8,7 +8,7 @@ previous status come in, a ``PodStatus`` goes out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from minikubelet.model.spec import Container, Pod, RestartPolicy
 from minikubelet.runtime.actions import Waiting
@@ -100,6 +100,60 @@ def terminated_state(record: ContainerRecord) -> StateTerminated:
     )
 
 
+# What the kubelet reports for a container that was running and whose instance
+# is gone without a trace (removed behind its back): it must have stopped.
+_VANISHED = StateTerminated(
+    exit_code=137,
+    reason="ContainerStatusUnknown",
+    started_at=None,
+    finished_at=None,
+    container_id="",
+    # Sic, two spaces: the kubelet's text.
+    message=(
+        "The container could not be located when the pod was deleted.  "
+        "The container used to be Running"
+    ),
+)
+
+
+def _without_instance(
+    container: Container, waiting: Waiting | None, default_waiting: str, old: ContainerStatus | None
+) -> ContainerStatus:
+    """A container with no instance left on Docker: convertToAPIContainerStatuses' defaults.
+
+    The last reported status carries over: its restart count and lastState,
+    or all of it if it had terminated; one that was running is taken to have
+    died (ContainerStatusUnknown), so its pod does not fall back to Pending.
+    """
+    fresh = ContainerStatus(
+        name=container.name,
+        state=StateWaiting(default_waiting),
+        last_state=None,
+        ready=False,
+        restart_count=0,
+        image=container.image,
+        started=False,
+    )
+    if old is None:
+        status = fresh
+    elif isinstance(old.state, StateTerminated):
+        status = old
+    elif isinstance(old.state, StateRunning) and old.last_state is None:
+        status = replace(fresh, last_state=_VANISHED, restart_count=old.restart_count + 1)
+    else:
+        status = replace(fresh, last_state=old.last_state, restart_count=old.restart_count)
+    if waiting is None:
+        return status
+    last = status.state if isinstance(status.state, StateTerminated) else status.last_state
+    return replace(
+        status,
+        state=StateWaiting(waiting.reason, waiting.message),
+        last_state=last,
+        ready=False,
+        started=False,
+    )
+
+
 def _container_status(
     container: Container,
     state: PodRuntimeState,
@@ -107,29 +161,53 @@ def _container_status(
     waiting: Waiting | None,
     default_waiting: str,
     probes: ProbeView,
+    old: ContainerStatus | None,
+    init_container: bool,
 ) -> ContainerStatus:
+    """One container's status; ``old`` is what the last status said about it.
+
+    ``lastState`` is the run before the current instance, whatever the
+    current state: the kubelet reads it from the previous instance on the
+    runtime. The agent removes that instance once a newer one has exited too
+    (one dead instance per container is kept), so when it is gone the value
+    last reported for this same instance stands; an OnFailure container that
+    failed, restarted and succeeded thus keeps the failure in ``lastState``.
+    """
     latest = state.latest(container.name)
-    previous = state.previous(container.name)
-    last_previous = terminated_state(previous) if previous is not None and previous.exited else None
     if latest is None:
-        w = waiting or Waiting(default_waiting, "")
-        return ContainerStatus(
-            name=container.name,
-            state=StateWaiting(w.reason, w.message),
-            last_state=None,
-            ready=False,
-            restart_count=0,
-            image=container.image,
-            started=False,
-        )
+        return _without_instance(container, waiting, default_waiting, old)
+    if init_container and latest.exited and latest.exit_code == 0:
+        # The kubelet never puts an init container whose latest run exited 0
+        # in a waiting state, sidecars included: it shows that run instead.
+        waiting = None
+    previous = state.previous(container.name)
+    if previous is not None:
+        last_previous = terminated_state(previous) if previous.exited else None
+    elif (
+        old is not None
+        and old.container_id == latest.docker_id
+        and old.last_state is not None
+        # A crash-looping instance reports its own exit as lastState; that is
+        # this run, not the one before it.
+        and old.last_state.container_id != latest.docker_id
+    ):
+        last_previous = old.last_state
+    else:
+        last_previous = None
     common = {
         "image": latest.image or container.image,
         "image_id": latest.image_id,
         "container_id": latest.docker_id,
     }
+    regular_init = init_container and not container.is_sidecar
     if latest.running:
         started = probes.started.get(container.name, True)
-        ready = started and probes.ready.get(container.name, container.readiness_probe is None)
+        # A regular init container is ready only once it has exited 0.
+        ready = (
+            not regular_init
+            and started
+            and probes.ready.get(container.name, container.readiness_probe is None)
+        )
         return ContainerStatus(
             name=container.name,
             state=StateRunning(latest.started_at or latest.created_at),
@@ -140,11 +218,15 @@ def _container_status(
             **common,
         )
     if latest.exited and waiting is None:
+        terminated = terminated_state(latest)
         return ContainerStatus(
             name=container.name,
-            state=terminated_state(latest),
+            state=terminated,
             last_state=last_previous,
-            ready=False,
+            # The kubelet's prober manager marks a regular init container
+            # ready once it exited 0; sidecars and app containers are never
+            # ready when terminated.
+            ready=regular_init and terminated.exit_code == 0,
             restart_count=latest.attempt,
             started=False,
             **common,
@@ -261,13 +343,25 @@ def generate_pod_status(
     default_waiting = "PodInitializing" if has_init else "ContainerCreating"
     init_statuses = [
         _container_status(
-            c, state, waiting=waiting.get(c.name), default_waiting=default_waiting, probes=probes
+            c,
+            state,
+            waiting=waiting.get(c.name),
+            default_waiting=default_waiting,
+            probes=probes,
+            old=previous.container(c.name) if previous is not None else None,
+            init_container=True,
         )
         for c in spec.init_containers
     ]
     app_statuses = [
         _container_status(
-            c, state, waiting=waiting.get(c.name), default_waiting=default_waiting, probes=probes
+            c,
+            state,
+            waiting=waiting.get(c.name),
+            default_waiting=default_waiting,
+            probes=probes,
+            old=previous.container(c.name) if previous is not None else None,
+            init_container=False,
         )
         for c in spec.containers
     ]

@@ -63,7 +63,9 @@ class StateTerminated:
             body["message"] = self.message
         body["startedAt"] = rfc3339(self.started_at) if self.started_at else None
         body["finishedAt"] = rfc3339(self.finished_at) if self.finished_at else None
-        body["containerID"] = self.container_id
+        # omitempty in the API: a run the kubelet infers (ContainerStatusUnknown) has no id.
+        if self.container_id:
+            body["containerID"] = self.container_id
         return {"terminated": body}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -450,3 +451,276 @@ REFS = make_pod(("web", "log"), init=("setup",), sidecars=("proxy",))
 )
 def test_container_field_path(name: str, field_path: str) -> None:
     assert container_field_path(REFS, name) == field_path
+
+
+# --- lastState: the run before the current one, whatever the current state ---
+
+ONCE = make_pod(("a",), policy="OnFailure")
+FAILED_0 = rec(ONCE, "a", attempt=0, state="exited", exit_code=1, started=100, finished=110)
+OK_0 = rec(ONCE, "a", attempt=0, state="exited", exit_code=0, started=100, finished=110)
+RUN_0 = rec(ONCE, "a", attempt=0, started=100)
+OK_1 = rec(ONCE, "a", attempt=1, state="exited", exit_code=0, started=120, finished=130)
+FAILED_1 = rec(ONCE, "a", attempt=1, state="exited", exit_code=1, started=120, finished=130)
+RUN_1 = rec(ONCE, "a", attempt=1, started=120)
+CREATED_1 = rec(ONCE, "a", attempt=1, state="created")
+
+
+def _terminated(exit_code: int, attempt: int, started: str, finished: str) -> dict[str, Any]:
+    return {
+        "terminated": {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "startedAt": f"1970-01-01T00:{started}Z",
+            "finishedAt": f"1970-01-01T00:{finished}Z",
+            "containerID": f"docker://a-{attempt}-sb-current",
+        }
+    }
+
+
+EXIT_1_RUN_0 = _terminated(1, 0, "01:40", "01:50")
+EXIT_0_RUN_0 = _terminated(0, 0, "01:40", "01:50")
+EXIT_0_RUN_1 = _terminated(0, 1, "02:00", "02:10")
+EXIT_1_RUN_1 = _terminated(1, 1, "02:00", "02:10")
+VANISHED = {
+    "terminated": {
+        "exitCode": 137,
+        "reason": "ContainerStatusUnknown",
+        "message": "The container could not be located when the pod was deleted.  "
+        "The container used to be Running",
+        "startedAt": None,
+        "finishedAt": None,
+    }
+}
+CREATING = {"waiting": {"reason": "ContainerCreating"}}
+BACK_OFF = Waiting("CrashLoopBackOff", "back-off 10s")
+
+
+@dataclass
+class LastCase:
+    id: str
+    records: list[ContainerRecord]
+    # Expected: state, lastState, restartCount of container "a".
+    state: dict[str, Any]
+    last_state: dict[str, Any]
+    restart_count: int
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    # The status published before this one, from these records and waiting reasons.
+    before: list[ContainerRecord] | None = None
+    before_waiting: dict[str, Waiting] = field(default_factory=dict)
+
+
+LAST_STATE = [
+    LastCase(
+        "first-run-running", [RUN_0], {"running": {"startedAt": "1970-01-01T00:01:40Z"}}, {}, 0
+    ),
+    LastCase(
+        "running-after-a-failure",
+        [FAILED_0, RUN_1],
+        {"running": {"startedAt": "1970-01-01T00:02:00Z"}},
+        EXIT_1_RUN_0,
+        1,
+    ),
+    LastCase("first-run-terminated", [OK_0], EXIT_0_RUN_0, {}, 0),
+    LastCase(
+        # The black-box case: OnFailure, failed once, restarted, succeeded.
+        "terminated-after-a-failure",
+        [FAILED_0, OK_1],
+        EXIT_0_RUN_1,
+        EXIT_1_RUN_0,
+        1,
+    ),
+    LastCase(
+        # The agent keeps one dead instance per container: the failed run is
+        # removed, and what was reported for this instance stands.
+        "terminated-after-a-failure-once-removed",
+        [OK_1],
+        EXIT_0_RUN_1,
+        EXIT_1_RUN_0,
+        1,
+        before=[FAILED_0, OK_1],
+    ),
+    LastCase(
+        "terminated-after-a-failure-removed-while-running",
+        [OK_1],
+        EXIT_0_RUN_1,
+        EXIT_1_RUN_0,
+        1,
+        before=[FAILED_0, RUN_1],
+    ),
+    LastCase("terminated-with-nothing-known-before", [OK_1], EXIT_0_RUN_1, {}, 1),
+    LastCase(
+        "terminated-never-repeats-its-own-exit",
+        [FAILED_1],
+        EXIT_1_RUN_1,
+        {},
+        1,
+        before=[FAILED_1],
+        before_waiting={"a": BACK_OFF},
+    ),
+    LastCase(
+        "crash-loop-shows-the-exit-it-waits-after",
+        [FAILED_0, FAILED_1],
+        {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}},
+        EXIT_1_RUN_1,
+        1,
+        waiting={"a": BACK_OFF},
+    ),
+    LastCase("created-after-a-failure", [FAILED_0, CREATED_1], CREATING, EXIT_1_RUN_0, 1),
+    LastCase("never-started", [], CREATING, {}, 0),
+    LastCase(
+        # Removed behind the agent's back while running: the kubelet infers it died.
+        "vanished-while-running",
+        [],
+        CREATING,
+        VANISHED,
+        1,
+        before=[RUN_0],
+    ),
+    LastCase(
+        "vanished-while-running-keeps-the-earlier-exit",
+        [],
+        CREATING,
+        EXIT_1_RUN_0,
+        1,
+        before=[FAILED_0, RUN_1],
+    ),
+    LastCase(
+        "vanished-after-terminating-keeps-its-status",
+        [],
+        EXIT_0_RUN_1,
+        EXIT_1_RUN_0,
+        1,
+        before=[FAILED_0, OK_1],
+    ),
+    LastCase(
+        "vanished-then-a-start-error",
+        [],
+        {"waiting": {"reason": "ErrImagePull", "message": "pull failed"}},
+        EXIT_0_RUN_1,
+        1,
+        waiting={"a": Waiting("ErrImagePull", "pull failed")},
+        before=[FAILED_0, OK_1],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", LAST_STATE, ids=[c.id for c in LAST_STATE])
+def test_last_state(case: LastCase) -> None:
+    previous = None
+    if case.before is not None:
+        previous = status(ONCE, sandbox(ONCE), *case.before, waiting=case.before_waiting)
+    api = _api(status(ONCE, sandbox(ONCE), *case.records, waiting=case.waiting, previous=previous))
+    [a] = api["containerStatuses"]
+    assert a["state"] == case.state
+    assert a["lastState"] == case.last_state
+    assert a["restartCount"] == case.restart_count
+    assert a["ready"] is ("running" in case.state)
+
+
+# --- ready of init containers: a regular one once it exited 0 (the prober manager) ---
+
+INITS = make_pod(
+    ("a",),
+    sidecars=("s",),
+    init=("i",),
+    container_extra={"s": {"readinessProbe": {"exec": {"command": ["true"]}}}},
+)
+
+
+def _init_status(
+    *records: ContainerRecord,
+    waiting: dict[str, Waiting] | None = None,
+    probes: ProbeView | None = None,
+) -> dict[str, dict[str, Any]]:
+    api = _api(status(INITS, sandbox(INITS), *records, waiting=waiting, probes=probes))
+    return {s["name"]: s for s in api["initContainerStatuses"]}
+
+
+INIT_READY = [
+    ("regular-exit-0-is-ready", [rec(INITS, "i", state="exited")], {}, None, "i", True),
+    (
+        "regular-exit-1-is-not",
+        [rec(INITS, "i", state="exited", exit_code=1)],
+        {},
+        None,
+        "i",
+        False,
+    ),
+    ("regular-running-is-not", [rec(INITS, "i")], {}, None, "i", False),
+    (
+        "regular-in-back-off-is-not",
+        [rec(INITS, "i", state="exited", exit_code=1)],
+        {"i": BACK_OFF},
+        None,
+        "i",
+        False,
+    ),
+    ("regular-not-started-is-not", [], {}, None, "i", False),
+    ("sidecar-before-its-probe-is-not", [rec(INITS, "s")], {}, None, "s", False),
+    (
+        "sidecar-ready-by-its-probe",
+        [rec(INITS, "s")],
+        {},
+        ProbeView(ready={"s": True}),
+        "s",
+        True,
+    ),
+    (
+        "sidecar-exit-0-is-not",
+        [rec(INITS, "s", state="exited")],
+        {},
+        ProbeView(ready={"s": True}),
+        "s",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("records", "waiting", "probes", "name", "ready"),
+    [c[1:] for c in INIT_READY],
+    ids=[c[0] for c in INIT_READY],
+)
+def test_init_container_ready(
+    records: list[ContainerRecord],
+    waiting: dict[str, Waiting],
+    probes: ProbeView | None,
+    name: str,
+    ready: bool,
+) -> None:
+    statuses = _init_status(*records, waiting=waiting, probes=probes)
+    assert statuses[name]["ready"] is ready
+    # Readiness never makes an init container "started": only running ones are.
+    assert statuses[name]["started"] is ("running" in statuses[name]["state"])
+
+
+def test_completed_init_container_api_fields() -> None:
+    done = rec(INITS, "i", state="exited", started=100, finished=110)
+    assert _init_status(rec(INITS, "s"), done)["i"] == {
+        "name": "i",
+        "state": {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": "1970-01-01T00:01:40Z",
+                "finishedAt": "1970-01-01T00:01:50Z",
+                "containerID": "docker://i-0-sb-current",
+            }
+        },
+        "lastState": {},
+        "ready": True,
+        "restartCount": 0,
+        "image": "busybox:1",
+        "imageID": "",
+        "containerID": "docker://i-0-sb-current",
+        "started": False,
+    }
+
+
+@pytest.mark.parametrize("name", ["i", "s"], ids=["regular-init", "sidecar"])
+def test_init_container_that_exited_0_is_never_shown_waiting(name: str) -> None:
+    # The kubelet skips init containers whose latest run exited 0 when it sets
+    # waiting reasons; a sidecar in back-off after exit 0 reads "Completed".
+    statuses = _init_status(rec(INITS, name, state="exited"), waiting={name: BACK_OFF})
+    assert statuses[name]["state"]["terminated"]["reason"] == "Completed"
+    assert statuses[name]["lastState"] == {}
