@@ -176,7 +176,9 @@ class _Planner:
                     f"back-off {_duration(delay)} restarting failed container={container.name} "
                     f"pod={pod.name}_{pod.namespace}({pod.uid})",
                 )
-                due = latest.finished_at + delay
+                # The window counts from the exit Docker recorded, however late
+                # the agent saw it; a forgotten entry frees the start earlier.
+                due = self.policy.retry_at(entry, latest.finished_at)
                 self.wake_at = due if self.wake_at is None else min(self.wake_at, due)
                 self.pending_backoff += 1
                 return False

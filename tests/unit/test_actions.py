@@ -472,3 +472,72 @@ def test_sandbox_that_lost_its_network_is_recreated() -> None:
     assert actions.kill_pod
     assert actions.sandbox_attempt == lost.attempt + 1
     assert "lost its network" in actions.sandbox_reason
+
+
+# (id, entry, exit time, restarted now, wake time if held, delay after the restart)
+BACKOFF_TIMING: list[tuple[str, BackOffEntry | None, float, bool, float | None, float | None]] = [
+    ("first-crash-restarts-at-once", None, NOW - 1, True, None, 10.0),
+    ("window-counts-from-the-exit", BackOffEntry(40, NOW - 100), NOW - 30, False, NOW + 10, None),
+    (
+        # Seen 50 s after the exit (an agent busy or restarted): the 40 s window
+        # is already over, so the restart is not delayed by another 40 s.
+        "seen-late-after-the-window-restarts-at-once",
+        BackOffEntry(40, NOW - 100),
+        NOW - 50,
+        True,
+        None,
+        80.0,
+    ),
+    ("window-ends-delay-after-the-exit", BackOffEntry(40, NOW - 100), NOW - 40, True, None, 80.0),
+    ("delay-capped", BackOffEntry(300, NOW - 400), NOW - 310, True, None, 300.0),
+    (
+        # An exit late in the window waits only until the entry is forgotten,
+        # ten minutes after the last restart (the kubelet's housekeeping GC).
+        "exit-late-waits-until-forgotten",
+        BackOffEntry(300, NOW - 590),
+        NOW - 5,
+        False,
+        NOW + 10,
+        None,
+    ),
+    (
+        "forgotten-ten-minutes-after-last-restart",
+        BackOffEntry(300, NOW - 600),
+        NOW - 1,
+        True,
+        None,
+        10.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "finished", "restarted", "wake_at", "delay"),
+    [c[1:] for c in BACKOFF_TIMING],
+    ids=[c[0] for c in BACKOFF_TIMING],
+)
+def test_crash_backoff_timing(
+    entry: BackOffEntry | None,
+    finished: float,
+    restarted: bool,
+    wake_at: float | None,
+    delay: float | None,
+) -> None:
+    exited = rec(P, "a", attempt=2, state="exited", exit_code=1, started=100, finished=finished)
+    actions = compute_pod_actions(
+        P,
+        state_of(P, sandbox(P), exited, rec(P, "b")),
+        now=NOW,
+        backoff={"a": entry} if entry is not None else {},
+    )
+    assert actions.wake_at == wake_at
+    if restarted:
+        assert delay is not None
+        assert [(s.container.name, s.restart_count) for s in actions.start] == [("a", 3)]
+        assert actions.start[0].backoff == BackOffEntry(delay, NOW)
+        assert actions.backoff == {"a": BackOffEntry(delay, NOW)}
+        assert actions.waiting == {}
+    else:
+        assert actions.start == ()
+        assert actions.backoff == {}
+        assert actions.waiting["a"].reason == "CrashLoopBackOff"

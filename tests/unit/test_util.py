@@ -65,6 +65,39 @@ def test_backoff_sequence() -> None:
     assert policy.next(entry, now + 601).delay == 10
 
 
+POLICY = BackOffPolicy(initial=10, cap=300)
+ENTRY = BackOffEntry(delay=40, last_update=1000.0)
+
+# (id, exit time, now, in back-off)
+IN_BACKOFF = [
+    ("inside-the-window", 1100.0, 1139.0, True),
+    ("window-counts-from-the-exit", 1100.0, 1140.0, False),
+    ("exit-seen-late", 1100.0, 1500.0, False),
+    ("just-before-forgotten", 1590.0, 1599.0, True),
+    ("forgotten-twice-the-cap-after-the-update", 1590.0, 1600.0, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "expected"), [c[1:] for c in IN_BACKOFF], ids=[c[0] for c in IN_BACKOFF]
+)
+def test_in_backoff_since(since: float, now: float, expected: bool) -> None:
+    assert POLICY.in_backoff_since(ENTRY, since=since, now=now) is expected
+    assert POLICY.in_backoff_since(None, since=since, now=now) is False
+
+
+@pytest.mark.parametrize(
+    ("since", "retry_at"),
+    [(1100.0, 1140.0), (1570.0, 1600.0)],
+    ids=["delay-after-the-exit", "when-forgotten"],
+)
+def test_backoff_retry_at(since: float, retry_at: float) -> None:
+    assert POLICY.forgotten_at(ENTRY) == 1600.0
+    assert POLICY.retry_at(ENTRY, since) == retry_at
+    # A start at that moment is no longer held back.
+    assert not POLICY.in_backoff_since(ENTRY, since=since, now=retry_at)
+
+
 def test_exponential_delay() -> None:
     d = ExponentialDelay(initial=0.1, cap=5)
     assert [d.delay(i) for i in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5, 5]
