@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from minikubelet import __version__
 from minikubelet.config.file import is_manifest_name, load_manifest_file
@@ -57,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
     validate.add_argument(
         "--node-name", default=None, help="node name used to name the pods (default: hostname)"
+    )
+    validate.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help='"text" (a line per problem) or "json" (a list of '
+        '{"file", "ok", "pod", "errors": [{"field", "message"}]})',
     )
     return parser
 
@@ -127,40 +137,97 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as named, and the manifests directly in named directories.
+
+    A directory that cannot be listed stays in the list as itself, so that
+    reading it reports why.
+    """
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(
-                sorted(p for p in path.iterdir() if is_manifest_name(p.name) and not p.is_dir())
-            )
-        else:
-            files.append(path)
+        try:
+            if path.is_dir():
+                files.extend(
+                    sorted(p for p in path.iterdir() if is_manifest_name(p.name) and not p.is_dir())
+                )
+                continue
+        except OSError:
+            pass
+        files.append(path)
     return files
 
 
 def _validate(args: argparse.Namespace) -> int:
-    node = args.node_name or socket.gethostname()
-    failed = False
-    names: dict[str, Path] = {}
-    for path in _expand_paths(args.paths):
+    """Check every file; a line per problem, or a JSON list. Never a traceback.
+
+    Exits 1 if any file is not a pod, 0 otherwise.
+    """
+    import json
+    import os
+
+    def shown(path: Path) -> str:
+        # File names need not be UTF-8 nor printable; printing them must neither
+        # fail nor send escape sequences to the terminal.
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+    def check(path: Path, names: dict[str, str]) -> dict[str, Any]:
+        file = shown(path)
+        result: dict[str, Any] = {"file": file, "ok": False, "pod": None, "errors": []}
         try:
             _, pod = load_manifest_file(path, node_name=node, seen=lambda uid: "")
         except FileNotFoundError:
-            print(f"{path}: no such file")
-            failed = True
-            continue
+            result["errors"] = [{"field": "", "message": "no such file"}]
+            return result
         except ManifestError as e:
-            for error in e.errors:
-                print(f"{path}: {error}")
-            failed = True
-            continue
+            result["errors"] = [{"field": x.field, "message": x.message} for x in e.errors]
+            return result
+        except Exception as e:
+            # A bug, not the file's fault: one line for it, and the other files are still checked.
+            message = f"internal error: {type(e).__name__}"
+            result["errors"] = [{"field": "", "message": message}]
+            return result
+        result["pod"] = pod.key
         if pod.key in names:
-            print(f"{path}: metadata.name: pod {pod.key} is already defined by {names[pod.key]}")
-            failed = True
-            continue
-        names[pod.key] = path
-        print(f"{path}: ok (pod {pod.key})")
-    return 1 if failed else 0
+            message = f"pod {pod.key} is already defined by {names[pod.key]}"
+            result["errors"] = [{"field": "metadata.name", "message": message}]
+            return result
+        names[pod.key] = file
+        result["ok"] = True
+        return result
+
+    def lines(result: dict[str, Any]) -> list[str]:
+        if result["ok"]:
+            return [f"{result['file']}: ok (pod {result['pod']})"]
+        return [
+            f"{result['file']}: {e['field']}: {e['message']}"
+            if e["field"]
+            else f"{result['file']}: {e['message']}"
+            for e in result["errors"]
+        ]
+
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Messages quote manifest text; a terminal that cannot show it gets escapes.
+        sys.stdout.reconfigure(errors="backslashreplace")
+    node = args.node_name or socket.gethostname()
+    names: dict[str, str] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        for path in _expand_paths(args.paths):
+            result = check(path, names)
+            results.append(result)
+            if args.output == "text":
+                for line in lines(result):
+                    print(line)
+        if args.output == "json":
+            print(json.dumps(results, indent=2))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, without a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0 if all(r["ok"] for r in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
