@@ -39,6 +39,7 @@ from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.build import build_handler
 from minikubelet.model.spec import Container, Handler, Pod, PodUID
+from minikubelet.podworkers.runtime import PodRuntime
 from minikubelet.prober.manager import ProbeManager
 from minikubelet.runtime.actions import (
     KillContainer,
@@ -48,7 +49,7 @@ from minikubelet.runtime.actions import (
     backoff_from_labels,
     compute_pod_actions,
 )
-from minikubelet.runtime.docker import DockerRuntime, PodContext
+from minikubelet.runtime.docker import PodContext
 from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
 from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
@@ -459,14 +460,17 @@ def _label_time(sandbox: ContainerRecord | None) -> float | None:
 class PodWorkers:
     def __init__(
         self,
-        runtime: DockerRuntime,
+        runtime: PodRuntime,
         status: StatusManager,
         recorder: EventRecorder,
         *,
         settings: WorkerSettings,
         clock: Callable[[], float],
         metrics: Metrics | None = None,
+        hooks: HookRunner | None = None,
+        prober: ProbeManager | None = None,
     ) -> None:
+        """``hooks`` and ``prober`` default to ones over ``runtime``; shutdown closes them."""
         self.runtime = runtime
         self.status = status
         self.recorder = recorder
@@ -481,15 +485,19 @@ class PodWorkers:
         self.on_fatal: Callable[[str, BaseException | None], None] | None = None
         self._closing = False
         self._name_free: dict[str, asyncio.Event] = {}
-        self.hooks = HookRunner(runtime)
-        self.prober = ProbeManager(
-            runtime,
-            runtime.cache,
-            event=lambda pod, type_, reason, message, path: self.event(
-                pod, type_, reason, message, field_path=path
-            ),
-            clock=clock,
-            metrics=metrics,
+        self.hooks = hooks if hooks is not None else HookRunner(runtime)
+        self.prober = (
+            prober
+            if prober is not None
+            else ProbeManager(
+                runtime,
+                runtime.cache,
+                event=lambda pod, type_, reason, message, path: self.event(
+                    pod, type_, reason, message, field_path=path
+                ),
+                clock=clock,
+                metrics=metrics,
+            )
         )
         runtime.cache.add_listener(self.notify)
 
