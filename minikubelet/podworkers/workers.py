@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -37,9 +36,9 @@ from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, HookTarget
 from minikubelet.metrics import Metrics
 from minikubelet.model import naming
-from minikubelet.model.build import build_handler
-from minikubelet.model.spec import Container, Handler, Pod, PodUID
+from minikubelet.model.spec import Container, Pod, PodUID
 from minikubelet.podworkers.runtime import PodRuntime
+from minikubelet.podworkers.terminate import Terminator
 from minikubelet.prober.manager import ProbeManager
 from minikubelet.runtime.actions import (
     KillContainer,
@@ -57,9 +56,6 @@ from minikubelet.status.refs import container_field_path
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 
 log = logging.getLogger(__name__)
-
-# After a preStop hook, a container still gets at least this long to stop (kubelet: 2 s).
-MIN_STOP_WINDOW = 2
 
 
 class WorkerPhase(Enum):
@@ -289,7 +285,7 @@ class PodWorker:
             if actions.create_sandbox and actions.sandbox_reason:
                 self.owner.event(pod, EventType.NORMAL, "SandboxChanged", actions.sandbox_reason)
             grace = pod.spec.termination_grace_period_seconds
-            await self.owner.kill_running(pod, state, grace=grace)
+            await self.owner.terminator.kill_running(pod, state, grace=grace)
         for kill in actions.kill:
             await self._kill(pod, kill)
         if actions.create_sandbox:
@@ -343,7 +339,7 @@ class PodWorker:
             self.waiting[container.name] = Waiting("PostStartHookError", str(e))
             record = self.owner.runtime.cache.get(cid)
             if record is not None:
-                await self.owner.stop_container(
+                await self.owner.terminator.stop_container(
                     ctx.pod, record, ctx.pod.spec.termination_grace_period_seconds
                 )
 
@@ -360,7 +356,7 @@ class PodWorker:
             if kill.grace_override is not None
             else pod.spec.termination_grace_period_seconds
         )
-        await self.owner.stop_container(pod, kill.record, grace)
+        await self.owner.terminator.stop_container(pod, kill.record, grace)
 
     def _start_time(self, state: PodRuntimeState, now: float) -> float:
         previous = self.owner.status.get(self.uid)
@@ -439,7 +435,7 @@ class PodWorker:
         self.phase = WorkerPhase.TERMINATING
         self.owner.prober.remove_pod(self.uid)
         try:
-            await self.owner.terminate_pod(self.uid, pod)
+            await self.owner.terminator.terminate_pod(self.uid, pod)
         except RuntimeUnavailableError:
             raise  # retried by the worker guard once the engine answers again
         except Exception:
@@ -499,6 +495,7 @@ class PodWorkers:
                 metrics=metrics,
             )
         )
+        self.terminator = Terminator(runtime, self.hooks, clock=clock, event=self.event)
         runtime.cache.add_listener(self.notify)
 
     @property
@@ -638,87 +635,6 @@ class PodWorkers:
             event = self._name_free.setdefault(worker.pod.key, asyncio.Event())
             await event.wait()
 
-    async def kill_running(self, pod: Pod | None, state: PodRuntimeState, *, grace: int) -> None:
-        """Stop a pod's running containers: apps together, sidecars in reverse, then sandboxes.
-
-        Everything shares one deadline, so the pod takes no longer than its grace
-        period (plus the minimum stop window for sidecars still running then).
-        """
-        deadline = self.clock() + grace
-        sidecars = (
-            [c.name for c in pod.spec.init_containers if c.is_sidecar] if pod is not None else []
-        )
-        apps = [r for r in state.containers if r.running and r.name not in sidecars]
-        await asyncio.gather(*(self._stop(pod, r, grace) for r in apps))
-        for name in reversed(sidecars):
-            for record in state.instances(name):
-                if record.running:
-                    remaining = max(int(deadline - self.clock()), MIN_STOP_WINDOW)
-                    await self._stop(pod, record, min(grace, remaining))
-        for sandbox in state.sandboxes:
-            if sandbox.running:
-                await self.runtime.stop_container(sandbox, timeout=0)
-
-    async def _stop(self, pod: Pod | None, record: ContainerRecord, grace: int) -> None:
-        if pod is not None:
-            self.event(
-                pod,
-                EventType.NORMAL,
-                "Killing",
-                f"Stopping container {record.name}",
-                field_path=container_field_path(pod, record.name),
-            )
-        await self.stop_container(pod, record, grace)
-
-    async def stop_container(self, pod: Pod | None, record: ContainerRecord, grace: int) -> None:
-        """preStop (within the grace period), then the stop signal, SIGKILL at the deadline.
-
-        Whole seconds the hook used come off the grace period; what is left is
-        at least ``MIN_STOP_WINDOW``, as on the kubelet. Grace 0 skips the hook
-        and kills at once (a deliberate difference, see the README).
-        """
-        if not record.running:
-            return
-        started = self.clock()
-        handler = _pre_stop_handler(pod, record) if grace > 0 else None
-        if handler is not None:
-            target = self._hook_target(pod, record)
-            try:
-                await self.hooks.run("PreStop", handler, target, timeout=grace)
-            except HookError as e:
-                if pod is not None:
-                    field_path = container_field_path(pod, record.name)
-                    self.event(
-                        pod, EventType.WARNING, "FailedPreStopHook", str(e), field_path=field_path
-                    )
-                else:
-                    log.warning("%s", e)
-        timeout = max(grace - int(self.clock() - started), MIN_STOP_WINDOW) if grace > 0 else 0
-        await self.runtime.stop_container(record, timeout=timeout)
-
-    def _hook_target(self, pod: Pod | None, record: ContainerRecord) -> HookTarget:
-        sandbox = self.runtime.cache.get(record.label(naming.SANDBOX_ID))
-        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
-        container = pod.spec.container(record.name) if pod is not None else None
-        if pod is not None and container is not None:
-            return HookTarget.of(pod, container, record.id, pod_ip)
-        ports: dict[str, int] = {}
-        with contextlib.suppress(ValueError, TypeError, KeyError):
-            for port in json.loads(record.label(naming.CONTAINER_PORTS) or "[]"):
-                if port.get("name"):
-                    ports[port["name"]] = int(port["containerPort"])
-        return HookTarget(record.label(naming.POD_NAME), record.name, record.id, pod_ip, ports)
-
-    async def terminate_pod(self, uid: PodUID, pod: Pod | None) -> None:
-        """Stop a pod within its grace period and remove its containers and files."""
-        state = self.runtime.cache.pod_state(uid)
-        grace = _grace(pod, state)
-        if grace > 0:
-            await self.kill_running(pod, state, grace=grace)
-        # Grace 0 (or all stopped): a forced remove is one call per container.
-        await self.runtime.remove_pod(uid)
-        log.info("pod %s terminated", pod.key if pod is not None else uid)
-
     async def shutdown(self, *, stop_pods: bool) -> None:
         """Stop all workers; pods stay running unless ``stop_pods``."""
         self._closing = True
@@ -734,7 +650,8 @@ class PodWorkers:
                     await worker.task
         if stop_pods:
             await asyncio.gather(
-                *(self.terminate_pod(w.uid, w.pod) for w in workers), return_exceptions=True
+                *(self.terminator.terminate_pod(w.uid, w.pod) for w in workers),
+                return_exceptions=True,
             )
         await self.hooks.close()
         await self.prober.close()
@@ -744,28 +661,3 @@ def _engine_away(error: BaseException) -> bool:
     return isinstance(error, RuntimeUnavailableError) or isinstance(
         error.__cause__, RuntimeUnavailableError
     )
-
-
-def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | None:
-    """The spec's preStop hook, or for a pod no source has any more, the one in the labels."""
-    container = pod.spec.container(record.name) if pod is not None else None
-    if container is not None:
-        return container.lifecycle.pre_stop
-    raw = record.label(naming.PRE_STOP_HANDLER)
-    if not raw:
-        return None
-    try:
-        return build_handler(json.loads(raw))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        log.warning("container %s has an unreadable preStop label; skipping the hook", record.id)
-        return None
-
-
-def _grace(pod: Pod | None, state: PodRuntimeState) -> int:
-    if pod is not None:
-        return pod.spec.termination_grace_period_seconds
-    for record in (*state.containers, *state.sandboxes):
-        value = record.label(naming.POD_GRACE_PERIOD)
-        if value.isdigit():
-            return int(value)
-    return 30

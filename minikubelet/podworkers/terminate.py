@@ -1,0 +1,161 @@
+"""Stopping containers and pods: preStop, grace periods, the kill order.
+
+How the kubelet's killContainer and killPod stop things (kuberuntime_container.go):
+a container's preStop hook runs first, within the grace period; the stop
+signal follows with what is left of the grace, but never less than
+``MIN_STOP_WINDOW``; SIGKILL at its end. A pod's app containers stop
+together, then its sidecars one by one in reverse order, then its sandboxes.
+
+A pod no source has any more (found on Docker after a restart) has no spec:
+its preStop hooks and grace come from the labels its containers were made
+with. *When* a pod is terminated is the workers' business (workers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+from minikubelet.events import EventType
+from minikubelet.lifecycle import HookError, HookRunner, HookTarget
+from minikubelet.model import naming
+from minikubelet.model.build import build_handler
+from minikubelet.model.spec import Handler, Pod, PodUID
+from minikubelet.podworkers.runtime import PodRuntime
+from minikubelet.runtime.docker import PodEventSink
+from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
+from minikubelet.status.refs import container_field_path
+
+log = logging.getLogger(__name__)
+
+# After a preStop hook, a container still gets at least this long to stop (kubelet: 2 s).
+MIN_STOP_WINDOW = 2
+# Grace when the labels do not say (the API's default).
+DEFAULT_GRACE = 30
+
+
+class Terminator:
+    def __init__(
+        self,
+        runtime: PodRuntime,
+        hooks: HookRunner,
+        *,
+        clock: Callable[[], float],
+        event: PodEventSink,
+    ) -> None:
+        self.runtime = runtime
+        self.hooks = hooks
+        self.clock = clock
+        self.event = event
+
+    async def terminate_pod(self, uid: PodUID, pod: Pod | None) -> None:
+        """Stop a pod within its grace period and remove its containers and files.
+
+        ``pod`` is None for a pod no source has: it is stopped from its labels.
+        """
+        state = self.runtime.cache.pod_state(uid)
+        grace = _grace(pod, state)
+        if grace > 0:
+            await self.kill_running(pod, state, grace=grace)
+        # Grace 0 (or all stopped): a forced remove is one call per container.
+        await self.runtime.remove_pod(uid)
+        log.info("pod %s terminated", pod.key if pod is not None else uid)
+
+    async def kill_running(self, pod: Pod | None, state: PodRuntimeState, *, grace: int) -> None:
+        """Stop a pod's running containers: apps together, sidecars in reverse, then sandboxes.
+
+        Everything shares one deadline, so the pod takes no longer than its grace
+        period (plus the minimum stop window for sidecars still running then).
+        """
+        deadline = self.clock() + grace
+        sidecars = (
+            [c.name for c in pod.spec.init_containers if c.is_sidecar] if pod is not None else []
+        )
+        apps = [r for r in state.containers if r.running and r.name not in sidecars]
+        await asyncio.gather(*(self._stop(pod, r, grace) for r in apps))
+        for name in reversed(sidecars):
+            for record in state.instances(name):
+                if record.running:
+                    remaining = max(int(deadline - self.clock()), MIN_STOP_WINDOW)
+                    await self._stop(pod, record, min(grace, remaining))
+        for sandbox in state.sandboxes:
+            if sandbox.running:
+                await self.runtime.stop_container(sandbox, timeout=0)
+
+    async def _stop(self, pod: Pod | None, record: ContainerRecord, grace: int) -> None:
+        if pod is not None:
+            self.event(
+                pod,
+                EventType.NORMAL,
+                "Killing",
+                f"Stopping container {record.name}",
+                field_path=container_field_path(pod, record.name),
+            )
+        await self.stop_container(pod, record, grace)
+
+    async def stop_container(self, pod: Pod | None, record: ContainerRecord, grace: int) -> None:
+        """preStop (within the grace period), then the stop signal, SIGKILL at the deadline.
+
+        Whole seconds the hook used come off the grace period; what is left is
+        at least ``MIN_STOP_WINDOW``, as on the kubelet. Grace 0 skips the hook
+        and kills at once (a deliberate difference, see the README).
+        """
+        if not record.running:
+            return
+        started = self.clock()
+        handler = _pre_stop_handler(pod, record) if grace > 0 else None
+        if handler is not None:
+            target = self._hook_target(pod, record)
+            try:
+                await self.hooks.run("PreStop", handler, target, timeout=grace)
+            except HookError as e:
+                if pod is not None:
+                    field_path = container_field_path(pod, record.name)
+                    self.event(
+                        pod, EventType.WARNING, "FailedPreStopHook", str(e), field_path=field_path
+                    )
+                else:
+                    log.warning("%s", e)
+        timeout = max(grace - int(self.clock() - started), MIN_STOP_WINDOW) if grace > 0 else 0
+        await self.runtime.stop_container(record, timeout=timeout)
+
+    def _hook_target(self, pod: Pod | None, record: ContainerRecord) -> HookTarget:
+        sandbox = self.runtime.cache.get(record.label(naming.SANDBOX_ID))
+        pod_ip = sandbox.label(naming.POD_IP) if sandbox is not None else ""
+        container = pod.spec.container(record.name) if pod is not None else None
+        if pod is not None and container is not None:
+            return HookTarget.of(pod, container, record.id, pod_ip)
+        ports: dict[str, int] = {}
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            for port in json.loads(record.label(naming.CONTAINER_PORTS) or "[]"):
+                if port.get("name"):
+                    ports[port["name"]] = int(port["containerPort"])
+        return HookTarget(record.label(naming.POD_NAME), record.name, record.id, pod_ip, ports)
+
+
+def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | None:
+    """The spec's preStop hook, or for a pod no source has any more, the one in the labels."""
+    container = pod.spec.container(record.name) if pod is not None else None
+    if container is not None:
+        return container.lifecycle.pre_stop
+    raw = record.label(naming.PRE_STOP_HANDLER)
+    if not raw:
+        return None
+    try:
+        return build_handler(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("container %s has an unreadable preStop label; skipping the hook", record.id)
+        return None
+
+
+def _grace(pod: Pod | None, state: PodRuntimeState) -> int:
+    if pod is not None:
+        return pod.spec.termination_grace_period_seconds
+    for record in (*state.containers, *state.sandboxes):
+        value = record.label(naming.POD_GRACE_PERIOD)
+        if value.isdigit():
+            return int(value)
+    return DEFAULT_GRACE
