@@ -358,7 +358,12 @@ class _YamlReader:
     def _scalar(self, event: yaml.ScalarEvent) -> tuple[Any] | None:
         text: str = event.value
         self.budget.charge(1, len(text), self.path)
-        in_key = bool(self.stack) and self.stack[-1].is_map and self.stack[-1].key is None
+        if not self.stack:
+            # A document that is one scalar is not an object, whatever the scalar.
+            return (None if _scalar_tag(event) == _NULL else text,)
+        in_key = self.stack[-1].is_map and self.stack[-1].key is None
+        # A problem with a key is named by the key as written.
+        where = [*self.stack[-1].path, text or "~"] if in_key else None
         tag = _scalar_tag(event)
         value: Any
         if tag in (_STR, _TIMESTAMP, _VALUE):
@@ -369,12 +374,12 @@ class _YamlReader:
             value = None
         elif tag == _BOOL:
             if text.lower() not in _BOOLS:
-                raise self.fail(f"{echo(text)} is not a boolean")
+                raise self.fail(f"{echo(text)} is not a boolean", where)
             value = _BOOLS[text.lower()]
         elif tag in (_INT, _FLOAT):
-            value = self._number(text, tag)
+            value = self._number(text, tag, where)
         else:
-            raise self.fail(f"unsupported YAML tag {echo(_tag_name(tag))}")
+            raise self.fail(f"unsupported YAML tag {echo(_tag_name(tag))}", where)
         if event.anchor is not None and not isinstance(value, _MergeKey):
             self.anchors[event.anchor] = _Anchored(value, 1, len(text), 0)
         if in_key:
@@ -382,17 +387,17 @@ class _YamlReader:
             return None
         return self._complete(value, 1, len(text), 0)
 
-    def _number(self, text: str, tag: str) -> Any:
+    def _number(self, text: str, tag: str, where: Path | None) -> Any:
         try:
             value = _int(text) if tag == _INT else _float(text)
         except ValueError:
             raise self.fail(
-                f"{echo(text)} is not {'an integer' if tag == _INT else 'a number'}"
+                f"{echo(text)} is not {'an integer' if tag == _INT else 'a number'}", where
             ) from None
         if value is None:
             if tag == _INT:
-                raise self.fail("integer out of range: must fit in 64 bits")
-            raise self.fail("must be a finite number")
+                raise self.fail("integer out of range: must fit in 64 bits", where)
+            raise self.fail("must be a finite number", where)
         return value
 
     def _key(self, value: Any, text: str) -> None:
@@ -413,6 +418,8 @@ class _YamlReader:
             raise self.fail("mapping keys must be strings, not mappings or lists")
         tag = event.tag
         if tag not in (None, "!", _MAP if is_map else _SEQ):
+            if not self.stack:
+                raise self.fail(f"must be a mapping (a Kubernetes object), not {tag}", path)
             raise self.fail(f"unsupported YAML tag {echo(_tag_name(str(tag)))}", path)
         if len(self.stack) >= MAX_DEPTH:
             raise _depth_error(self.origin, path)
@@ -425,21 +432,26 @@ class _YamlReader:
 
     def _alias(self, event: yaml.AliasEvent) -> tuple[Any] | None:
         name = str(event.anchor)
+        if not self.stack:
+            # Anchors do not cross documents, so a document cannot be an alias.
+            raise self.fail("must be a mapping (a Kubernetes object), not an alias")
+        frame = self.stack[-1]
+        in_key = frame.is_map and frame.key is None
+        path = [*frame.path, f"*{name[:40]}"] if in_key else self.path()
         anchored = self.anchors.get(name)
         if anchored is None:
             what = (
                 "refers to a node that contains it" if name in self.open_anchors else "is undefined"
             )
-            raise self.fail(f"alias *{name[:40]} {what}")
-        path = self.path()
+            raise self.fail(f"alias *{name[:40]} {what}", path)
         self.budget.charge(anchored.values, anchored.chars, path)
         if len(self.stack) + anchored.height > MAX_DEPTH:
             raise _depth_error(self.origin, path)
         value = copy_json(anchored.value)
-        if self.stack and self.stack[-1].is_map and self.stack[-1].key is None:
+        if in_key:
             if not isinstance(value, str):
-                raise self.fail("mapping keys must be strings: this alias is not one")
-            self.stack[-1].key = value
+                raise self.fail("mapping keys must be strings: this alias is not one", path)
+            frame.key = value
             return None
         return self._complete(value, anchored.values, anchored.chars, anchored.height)
 
@@ -567,6 +579,9 @@ def normalize(value: object, *, origin: str) -> Any:
     Nulls in mappings are dropped, whole floats become ints, and the same
     budgets apply. Iterative, so neither depth nor size can exhaust the stack.
     """
+    if not isinstance(value, dict | list | tuple):
+        # A document that is one scalar is not an object, whatever the scalar.
+        return value
     budget = Budget(origin)
 
     def start(item: object, path: Path) -> Any:

@@ -136,9 +136,9 @@ def pod_from_document(
     reads it. ``seen`` maps the pod's uid to the time it was first seen
     (RFC 3339), which the caller keeps so that it stays fixed for a uid.
     """
-    document = normalize(document, origin=origin)
     if not isinstance(document, dict):
         raise ManifestError(origin, [FieldError("", "must be a mapping (a Kubernetes object)")])
+    document = normalize(document, origin=origin)
     errors = check_pod_document(document, node_name=node_name)
     if errors:
         raise ManifestError(origin, errors)
