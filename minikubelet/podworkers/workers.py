@@ -1,18 +1,14 @@
-"""One worker task per pod: the reconcile loop.
+"""When each pod's work runs: one worker task per pod, as the kubelet's pod_workers.go.
 
 ``PodWorkers`` receives the desired set from the merge layer and keeps one
-``PodWorker`` per pod uid. A worker wakes up on a new spec, on a change of
-its containers in the runtime cache (Docker events), on a back-off timer,
-on a probe result, and on a periodic resync; each pass does the same thing:
-
-    observed = cache snapshot → actions = compute_pod_actions(...) →
-    apply through the runtime → status = generate_pod_status(...) → publish.
-
-A pod goes syncing → terminating → terminated, never back. A new pod with
-the same full name as one still terminating waits for it, as in kubelet.
-Workers are guarded: an unexpected error is logged with the pod's name and
-retried after a back-off, so one bad pod never stops the agent or its
-neighbours.
+``PodWorker`` per pod uid. A worker wakes up on a new spec (the latest one
+wins), on a change of its containers in the runtime cache (Docker events), on
+a back-off timer, on a probe result, and on a periodic resync; each wake-up
+runs one sync pass (sync.py). A pod goes syncing → terminating → terminated,
+never back (terminate.py stops it). A new pod with the same full name as one
+still terminating waits for it, as in kubelet. Workers are guarded: an
+unexpected error is logged with the pod's name and retried after a back-off,
+so one bad pod never stops the agent or its neighbours.
 """
 
 from __future__ import annotations
@@ -20,40 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 
-from minikubelet.errors import (
-    ImagePullError,
-    MinikubeletError,
-    MountError,
-    RuntimeUnavailableError,
-    SandboxError,
-)
+from minikubelet.errors import RuntimeUnavailableError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
-from minikubelet.lifecycle import POST_START_TIMEOUT, HookError, HookRunner, HookTarget
+from minikubelet.lifecycle import HookRunner
 from minikubelet.metrics import Metrics
 from minikubelet.model import naming
-from minikubelet.model.spec import Container, Pod, PodUID
+from minikubelet.model.spec import Pod, PodUID
 from minikubelet.podworkers.runtime import PodRuntime
+from minikubelet.podworkers.settings import WorkerSettings
+from minikubelet.podworkers.sync import PodSync, SyncDeps
 from minikubelet.podworkers.terminate import Terminator
 from minikubelet.prober.manager import ProbeManager
-from minikubelet.runtime.actions import (
-    KillContainer,
-    PodActions,
-    StartContainer,
-    Waiting,
-    backoff_from_labels,
-    compute_pod_actions,
-)
-from minikubelet.runtime.docker import PodContext
-from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
-from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
-from minikubelet.status.refs import container_field_path
-from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +41,10 @@ class WorkerPhase(Enum):
     TERMINATED = "terminated"
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    crash_backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
-    image_backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
-    # After a failed sync (kubelet: 10 s plus up to 50 % jitter).
-    error_requeue: float = 10.0
-    # Periodic look at every pod even without events (kubelet: 1 min plus jitter).
-    resync_interval: float = 60.0
-    host_ip: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    not_before: float
-    waiting: Waiting
-    image: str
-    backoff: BackOffEntry | None
-
-
 def pod_ref(pod: Pod, field_path: str = "") -> ObjectRef:
     return ObjectRef(
         kind="Pod", name=pod.name, namespace=pod.namespace, uid=pod.uid, field_path=field_path
     )
-
-
-def _jitter(seconds: float) -> float:
-    return seconds * (1 + random.random() * 0.5)
 
 
 class PodWorker:
@@ -99,16 +53,9 @@ class PodWorker:
         self.uid = uid
         self.pod = pod
         self.phase = WorkerPhase.SYNCING if pod is not None else WorkerPhase.TERMINATING
-        self.wake = asyncio.Event()
-        self.wake.set()
-        self.backoff: dict[str, BackOffEntry] = backoff_from_labels(
-            owner.runtime.cache.pod_state(uid)
-        )
-        # Starts that failed, held until their retry time (ImagePullBackOff and the like).
-        self.held: dict[str, _Held] = {}
-        # Sandbox or volume failure: the pod is not retried before this time.
-        self.pod_not_before = 0.0
-        self.waiting: dict[str, Waiting] = {}
+        self._wake = asyncio.Event()
+        self._wake.set()
+        self.sync = PodSync(owner.sync_deps, uid, self)
         self.sync_failures = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: float | None = None
@@ -125,7 +72,10 @@ class PodWorker:
             self.phase = WorkerPhase.TERMINATING
         else:
             self.pod = pod
-        self.wake.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def wake_at(self, due: float) -> None:
         """Wake at wall-clock time ``due`` (the earlier of any pending wake-ups)."""
@@ -140,14 +90,14 @@ class PodWorker:
     def _fire(self) -> None:
         self._timer = None
         self._timer_due = None
-        self.wake.set()
+        self._wake.set()
 
     async def run(self) -> None:
         try:
             await self.owner.wait_name_free(self)
             while self.phase is WorkerPhase.SYNCING:
-                await self.wake.wait()
-                self.wake.clear()
+                await self._wake.wait()
+                self._wake.clear()
                 if self.phase is not WorkerPhase.SYNCING:
                     break
                 if self.owner.runtime.cache.stale:
@@ -163,272 +113,22 @@ class PodWorker:
     async def _guarded_sync(self) -> None:
         pod = self.pod
         assert pod is not None
+        settings = self.owner.settings
         try:
-            await self.sync(pod)
+            await self.sync.sync(pod)
             self.sync_failures = 0
-            self.wake_at(self.owner.clock() + _jitter(self.owner.settings.resync_interval))
+            self.wake_at(self.owner.clock() + settings.resync_delay())
         except asyncio.CancelledError:
             raise
         except RuntimeUnavailableError as e:
             # Expected while the engine restarts; its return wakes the worker.
             self.sync_failures += 1
             log.warning("sync of pod %s: %s", pod.key, e)
-            self.wake_at(self.owner.clock() + _jitter(self.owner.settings.error_requeue))
+            self.wake_at(self.owner.clock() + settings.requeue_delay())
         except Exception:
             self.sync_failures += 1
             log.exception("sync of pod %s failed; retrying", pod.key)
-            self.wake_at(self.owner.clock() + _jitter(self.owner.settings.error_requeue))
-
-    # --- syncing ---
-
-    def _filter_held(self, starts: tuple[StartContainer, ...], now: float) -> list[StartContainer]:
-        """Drop starts that failed recently and wait out their retry time."""
-        allowed = []
-        for start in starts:
-            held = self.held.get(start.container.name)
-            if held is not None and held.image == start.container.image and now < held.not_before:
-                self.waiting[start.container.name] = held.waiting
-                self.wake_at(held.not_before)
-                continue
-            allowed.append(start)
-        return allowed
-
-    def _record_errors(
-        self, pod: Pod, starts: list[StartContainer], errors: Mapping[str, MinikubeletError]
-    ) -> None:
-        now = self.owner.clock()
-        settings = self.owner.settings
-        unavailable: MinikubeletError | None = None
-        for start in starts:
-            name = start.container.name
-            error = errors.get(name)
-            if error is None:
-                self.held.pop(name, None)
-                continue
-            if _engine_away(error):
-                unavailable = error
-                continue  # the engine's return wakes the worker; no retry delay
-            image = start.container.image
-            self.waiting[name] = Waiting(error.reason, str(error))
-            if isinstance(error, ImagePullError):
-                old = self.held.get(name)
-                entry = settings.image_backoff.next(old.backoff if old else None, now)
-                waiting = Waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
-                self.held[name] = _Held(now + entry.delay, waiting, image, entry)
-            else:
-                delay = _jitter(settings.error_requeue)
-                self.held[name] = _Held(now + delay, self.waiting[name], image, None)
-            self.wake_at(self.held[name].not_before)
-        if unavailable is not None:
-            raise RuntimeUnavailableError(str(unavailable)) from unavailable
-
-    def _hold_pod(self, pod: Pod, reason: str, error: MinikubeletError) -> None:
-        """A sandbox or volume failure: report it, retry the pod after the requeue delay."""
-        if _engine_away(error):
-            # Not the pod's fault: no event, no delay; the engine's return wakes us.
-            raise RuntimeUnavailableError(str(error)) from error
-        self.owner.event(pod, EventType.WARNING, reason, str(error))
-        self.pod_not_before = self.owner.clock() + _jitter(self.owner.settings.error_requeue)
-        self.wake_at(self.pod_not_before)
-
-    async def sync(self, pod: Pod) -> None:
-        runtime = self.owner.runtime
-        state = runtime.cache.pod_state(self.uid)
-        now = self.owner.clock()
-        prober = self.owner.prober
-        actions = compute_pod_actions(
-            pod,
-            state,
-            now=now,
-            backoff=self.backoff,
-            policy=self.owner.settings.crash_backoff,
-            unhealthy=prober.unhealthy(pod),
-            started=prober.view(pod, state).started,
-            restart_floor=self._restart_floor(pod, state),
-        )
-        self.waiting = dict(actions.waiting)
-        for name, waiting in actions.waiting.items():
-            if waiting.reason == "CrashLoopBackOff":
-                message = "Back-off restarting failed container " + name
-                self.owner.event(
-                    pod,
-                    EventType.WARNING,
-                    "BackOff",
-                    message,
-                    field_path=container_field_path(pod, name),
-                )
-        if actions.wake_at is not None:
-            self.wake_at(actions.wake_at)
-        starts = self._filter_held(actions.start, now)
-        if (actions.create_sandbox or starts) and now < self.pod_not_before:
-            self.wake_at(self.pod_not_before)
-        elif not actions.idle:
-            # Back-off advances only for starts that are really attempted, not
-            # for those held back by a retry delay or an unreachable engine.
-            attempted = {s.container.name for s in starts}
-            before = dict(self.backoff)
-            self.backoff.update({n: e for n, e in actions.backoff.items() if n in attempted})
-            try:
-                await self._apply(pod, state, actions, starts)
-            except RuntimeUnavailableError:
-                self.backoff = before  # nothing was started: no restart to count
-                raise
-        prober.sync_pod(pod, runtime.cache.pod_state(self.uid), self.wake.set)
-        self.publish_status(pod)
-        await self._collect_garbage(pod)
-
-    async def _apply(
-        self, pod: Pod, state: PodRuntimeState, actions: PodActions, starts: list[StartContainer]
-    ) -> None:
-        runtime = self.owner.runtime
-        if actions.kill_pod:
-            if actions.create_sandbox and actions.sandbox_reason:
-                self.owner.event(pod, EventType.NORMAL, "SandboxChanged", actions.sandbox_reason)
-            grace = pod.spec.termination_grace_period_seconds
-            await self.owner.terminator.kill_running(pod, state, grace=grace)
-        for kill in actions.kill:
-            await self._kill(pod, kill)
-        if actions.create_sandbox:
-            start_time = self._start_time(state, self.owner.clock())
-            try:
-                errors = await runtime.start_pod(
-                    pod,
-                    attempt=actions.sandbox_attempt,
-                    starts=starts,
-                    start_time=start_time,
-                    post_start=self._post_start,
-                )
-            except MountError as e:
-                self._hold_pod(pod, "FailedMount", e)
-                return
-            except SandboxError as e:
-                self._hold_pod(pod, "FailedCreatePodSandBox", e)
-                return
-            self._record_errors(pod, starts, errors)
-            return
-        if not starts:
-            return
-        sandbox = state.sandbox
-        assert sandbox is not None
-        try:
-            ctx = runtime.context_for(pod, sandbox)
-        except MountError as e:
-            self._hold_pod(pod, "FailedMount", e)
-            return
-        self._record_errors(
-            pod, starts, await runtime.start_containers(ctx, starts, self._post_start)
-        )
-
-    async def _post_start(self, ctx: PodContext, container: Container, cid: str) -> None:
-        """Run a postStart hook; on failure kill the container, as the kubelet does.
-
-        The failure is not a start error to retry later: the container did
-        start, so its restart is decided by the restart policy and back-off.
-        """
-        handler = container.lifecycle.post_start
-        if handler is None:
-            return
-        target = HookTarget.of(ctx.pod, container, cid, ctx.pod_ip)
-        try:
-            await self.owner.hooks.run("PostStart", handler, target, timeout=POST_START_TIMEOUT)
-        except HookError as e:
-            field_path = container_field_path(ctx.pod, container.name)
-            self.owner.event(
-                ctx.pod, EventType.WARNING, "FailedPostStartHook", str(e), field_path=field_path
-            )
-            self.waiting[container.name] = Waiting("PostStartHookError", str(e))
-            record = self.owner.runtime.cache.get(cid)
-            if record is not None:
-                await self.owner.terminator.stop_container(
-                    ctx.pod, record, ctx.pod.spec.termination_grace_period_seconds
-                )
-
-    async def _kill(self, pod: Pod, kill: KillContainer) -> None:
-        self.owner.event(
-            pod,
-            EventType.NORMAL,
-            "Killing",
-            kill.message,
-            field_path=container_field_path(pod, kill.record.name),
-        )
-        grace = (
-            kill.grace_override
-            if kill.grace_override is not None
-            else pod.spec.termination_grace_period_seconds
-        )
-        await self.owner.terminator.stop_container(pod, kill.record, grace)
-
-    def _start_time(self, state: PodRuntimeState, now: float) -> float:
-        previous = self.owner.status.get(self.uid)
-        if previous is not None and previous.start_time is not None:
-            return previous.start_time
-        return now
-
-    def _restart_floor(self, pod: Pod, state: PodRuntimeState) -> dict[str, int]:
-        """For containers with no instance left, the next restart count from their old files."""
-        floor: dict[str, int] = {}
-        pod_dir = self.owner.runtime.pod_directory(pod.uid)
-        for container in (*pod.spec.init_containers, *pod.spec.containers):
-            if state.latest(container.name) is not None:
-                continue
-            directory = pod_dir.root / "containers" / container.name
-            try:
-                counts = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
-            except OSError:
-                continue
-            if counts:
-                floor[container.name] = max(counts) + 1
-        return floor
-
-    def publish_status(self, pod: Pod) -> None:
-        runtime = self.owner.runtime
-        state = runtime.cache.pod_state(self.uid)
-        status = generate_pod_status(
-            pod,
-            state,
-            now=self.owner.clock(),
-            host_ip=self.owner.settings.host_ip,
-            pod_ip=state.pod_ip,
-            waiting=self.waiting,
-            probes=self.owner.prober.view(pod, state),
-            previous=self.owner.status.get(self.uid),
-            start_time=_label_time(state.sandbox),
-        )
-        self.owner.status.set(self.uid, status)
-
-    async def _collect_garbage(self, pod: Pod) -> None:
-        """Keep one dead instance per container (for lastState) and only the newest sandbox."""
-        state = self.owner.runtime.cache.pod_state(self.uid)
-        doomed: list[ContainerRecord] = []
-        seen_dead: set[str] = set()
-        current = state.sandbox
-        for record in state.containers:
-            if record.running:
-                continue
-            if record.name in seen_dead or pod.spec.container(record.name) is None:
-                doomed.append(record)
-            elif (
-                current is not None
-                and record.label(naming.SANDBOX_ID) not in (current.id, "")
-                and not record.exited
-            ):
-                doomed.append(record)  # created in an old sandbox, never started
-            else:
-                seen_dead.add(record.name)
-        doomed_ids = {r.id for r in doomed}
-        remaining_sandboxes = {
-            r.label(naming.SANDBOX_ID) for r in state.containers if r.id not in doomed_ids
-        }
-        for sandbox in state.sandboxes[1:]:
-            if not sandbox.running and sandbox.id not in remaining_sandboxes:
-                doomed.append(sandbox)
-        for record in doomed:
-            try:
-                await self.owner.runtime.remove_container(record.id)
-            except MinikubeletError as e:
-                log.debug("garbage collection of %s failed: %s", record.id, e)
-
-    # --- terminating ---
+            self.wake_at(self.owner.clock() + settings.requeue_delay())
 
     async def _terminate(self) -> None:
         pod = self.pod
@@ -443,14 +143,6 @@ class PodWorker:
             raise
         finally:
             self.phase = WorkerPhase.TERMINATED
-
-
-def _label_time(sandbox: ContainerRecord | None) -> float | None:
-    if sandbox is None:
-        return None
-    from minikubelet.util.timefmt import parse_docker_time
-
-    return parse_docker_time(sandbox.label(naming.POD_START_TIME))
 
 
 class PodWorkers:
@@ -496,6 +188,16 @@ class PodWorkers:
             )
         )
         self.terminator = Terminator(runtime, self.hooks, clock=clock, event=self.event)
+        self.sync_deps = SyncDeps(
+            runtime=runtime,
+            status=status,
+            prober=self.prober,
+            hooks=self.hooks,
+            terminator=self.terminator,
+            settings=settings,
+            clock=clock,
+            event=self.event,
+        )
         runtime.cache.add_listener(self.notify)
 
     @property
@@ -564,7 +266,7 @@ class PodWorkers:
     def notify(self, uid: PodUID) -> None:
         worker = self._workers.get(uid)
         if worker is not None:
-            worker.wake.set()
+            worker.wake()
         elif self._sources_ready and not self._closing and uid not in self._desired:
             state = self.runtime.cache.pod_state(uid)
             if not state.empty and not self._is_held(uid):
