@@ -1,14 +1,21 @@
-"""Kubernetes resource quantities ("500m", "64Mi", "1e3") as exact numbers."""
+"""Kubernetes resource quantities ("500m", "64Mi", "1e3") as exact numbers.
+
+Parsing is total: anything that is not a quantity raises ``QuantityError``,
+never another exception, and a quantity is at most ``MAX_QUANTITY_CHARS``
+characters (the API server's limit on a quantity's digits is far lower), so
+a million-digit string costs nothing and cannot overflow ``Decimal``.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 _QUANTITY = re.compile(
-    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?"
 )
+MAX_QUANTITY_CHARS = 64
 
 _SUFFIX: dict[str, Decimal] = {
     "": Decimal(1),
@@ -44,20 +51,24 @@ def parse_quantity(value: object) -> Decimal:
         return Decimal(str(value))
     if not isinstance(value, str):
         raise QuantityError("quantity must be a string or a number")
-    match = _QUANTITY.match(value.strip())
+    # As the API server's decoder, surrounding whitespace is ignored.
+    text = value.strip()
+    if len(text) > MAX_QUANTITY_CHARS:
+        raise QuantityError(f"quantity must be at most {MAX_QUANTITY_CHARS} characters")
+    match = _QUANTITY.fullmatch(text)
     if match is None:
         raise QuantityError(f"quantities must match the regular expression {_QUANTITY.pattern!r}")
     number, suffix = match.group(1), match.group(2) or ""
     try:
         base = Decimal(number)
-    except InvalidOperation as e:  # pragma: no cover - the regex admits only decimals
-        raise QuantityError(str(e)) from e
-    if suffix[:1] in ("e", "E"):
-        exponent = int(suffix[1:])
-        if abs(exponent) > 30:
-            raise QuantityError("quantity exponent out of range")
-        return base.scaleb(exponent)
-    return base * _SUFFIX[suffix]
+        if suffix[:1] in ("e", "E"):
+            exponent = int(suffix[1:])
+            if abs(exponent) > 30:
+                raise QuantityError("quantity exponent out of range")
+            return base.scaleb(exponent)
+        return base * _SUFFIX[suffix]
+    except DecimalException as e:  # pragma: no cover - bounded above, so never expected
+        raise QuantityError("quantity out of range") from e
 
 
 def to_milli(q: Decimal) -> int:

@@ -837,3 +837,21 @@ def test_messages_do_not_echo_long_values_or_control_characters() -> None:
     errors = errors_of(doc)
     assert all(len(e) < 400 for e in errors), errors
     assert not any("\x1b" in e or "\n" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9" * 100_000, "quantity must be at most 64 characters"),
+        ("1Gi\nx", "quantities must match"),
+        ("1e400", "quantity exponent out of range"),
+    ],
+    ids=["long", "newline", "exponent"],
+)
+def test_quantities_are_bounded(value: str, expected: str) -> None:
+    doc = base_pod()
+    doc["spec"]["containers"][0]["resources"] = {"limits": {"memory": value}}
+    errors = errors_of(doc)
+    assert any(
+        e.startswith(f"spec.containers[0].resources.limits.memory: {expected}") for e in errors
+    ), errors
