@@ -177,6 +177,7 @@ def _set_mode(path: Path, mode: int, *, own: bool = True, group: int | None = No
             gid = group
         if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
             os.fchown(fd, uid, gid)
+            st = os.fstat(fd)  # a chown may clear the set-group-ID bit
         if stat.S_IMODE(st.st_mode) != mode:
             os.fchmod(fd, mode)
     finally:
@@ -258,9 +259,7 @@ class PodDirectory:
     def write_hosts(self, content: str) -> None:
         self.create()
         tmp = self.path("etc-hosts.tmp")
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-        )
+        fd = os.open(tmp, _CREATE_FILE | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w") as f:
             os.fchmod(fd, 0o644)
             f.write(content)
