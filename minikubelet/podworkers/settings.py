@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from minikubelet.util.backoff import BackOffPolicy
+from minikubelet.util.backoff import BackOffPolicy, ExponentialDelay
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,11 @@ class WorkerSettings:
     error_requeue: float = 10.0
     # Seconds between looks at every pod even without events (kubelet: 1 min plus jitter).
     resync_interval: float = 60.0
+    # A worker whose own loop failed (a termination that raised) runs again
+    # after this: 1 s doubling to 1 min.
+    worker_retry: ExponentialDelay = field(
+        default_factory=lambda: ExponentialDelay(initial=1.0, cap=60.0)
+    )
     # The node's IP, for status.hostIP.
     host_ip: str = ""
 

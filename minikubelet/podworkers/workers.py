@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from enum import Enum
+from typing import Protocol
 
 from minikubelet.errors import RuntimeUnavailableError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
@@ -33,6 +34,22 @@ from minikubelet.prober.manager import ProbeManager
 from minikubelet.status.manager import StatusManager
 
 log = logging.getLogger(__name__)
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+# Calls back once the workers' clock reads the given time: by default an
+# event-loop timer; tests pass one that their hand-driven clock fires.
+CallAt = Callable[[float, Callable[[], None]], Timer]
+
+
+def loop_call_at(clock: Callable[[], float]) -> CallAt:
+    def call_at(when: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, when - clock()), callback)
+
+    return call_at
 
 
 class WorkerPhase(Enum):
@@ -57,7 +74,7 @@ class PodWorker:
         self._wake.set()
         self.sync = PodSync(owner.sync_deps, uid, self)
         self.sync_failures = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_due: float | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -78,14 +95,13 @@ class PodWorker:
         self._wake.set()
 
     def wake_at(self, due: float) -> None:
-        """Wake at wall-clock time ``due`` (the earlier of any pending wake-ups)."""
-        now = self.owner.clock()
+        """Wake at clock time ``due`` (the earlier of any pending wake-ups)."""
         if self._timer is not None and self._timer_due is not None and self._timer_due <= due:
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_due = due
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, due - now), self._fire)
+        self._timer = self.owner.call_at(due, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
@@ -157,13 +173,19 @@ class PodWorkers:
         metrics: Metrics | None = None,
         hooks: HookRunner | None = None,
         prober: ProbeManager | None = None,
+        call_at: CallAt | None = None,
     ) -> None:
-        """``hooks`` and ``prober`` default to ones over ``runtime``; shutdown closes them."""
+        """``hooks`` and ``prober`` default to ones over ``runtime``; shutdown closes them.
+
+        Every wait of the workers (back-off, retries, resync) is measured on
+        ``clock`` and ends through ``call_at``.
+        """
         self.runtime = runtime
         self.status = status
         self.recorder = recorder
         self.settings = settings
         self.clock = clock
+        self.call_at = call_at if call_at is not None else loop_call_at(clock)
         self._workers: dict[PodUID, PodWorker] = {}
         self._desired: dict[PodUID, Pod] = {}
         self._sources_ready = False
@@ -290,7 +312,7 @@ class PodWorkers:
             self.on_fatal(f"pod worker {task.get_name()} died", error)
 
     async def _run_worker(self, worker: PodWorker) -> None:
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 await worker.run()
@@ -298,13 +320,13 @@ class PodWorkers:
             except asyncio.CancelledError:
                 raise
             except RuntimeUnavailableError as e:
+                delay = self.settings.worker_retry.delay(failures)
                 log.warning("worker of pod %s: %s; retrying in %.0fs", worker.key, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
             except Exception:
+                delay = self.settings.worker_retry.delay(failures)
                 log.exception("worker of pod %s failed; retrying in %.0fs", worker.key, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+            failures += 1
+            await self._sleep(delay)
         if self._workers.get(worker.uid) is worker:
             del self._workers[worker.uid]
         if worker.pod is not None:
@@ -315,6 +337,20 @@ class PodWorkers:
         pod = self._desired.get(worker.uid)
         if pod is not None and not self._closing:
             self._spawn(worker.uid, pod)
+
+    async def _sleep(self, seconds: float) -> None:
+        """``asyncio.sleep`` on the workers' clock."""
+        done = asyncio.get_running_loop().create_future()
+
+        def fire() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        timer = self.call_at(self.clock() + seconds, fire)
+        try:
+            await done
+        finally:
+            timer.cancel()
 
     async def wait_name_free(self, worker: PodWorker) -> None:
         """Hold a new pod while another pod with its full name is still terminating."""
