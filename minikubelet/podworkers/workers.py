@@ -14,7 +14,6 @@ so one bad pod never stops the agent or its neighbours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -74,6 +73,8 @@ class PodWorker:
         self._wake.set()
         self.sync = PodSync(owner.sync_deps, uid, self)
         self.sync_failures = 0
+        # Waiting to run again after its loop failed (a termination that raised).
+        self.retrying = False
         self._timer: Timer | None = None
         self._timer_due: float | None = None
         self.task: asyncio.Task[None] | None = None
@@ -81,6 +82,11 @@ class PodWorker:
     @property
     def key(self) -> str:
         return self.pod.key if self.pod is not None else self.uid
+
+    @property
+    def full_name(self) -> str | None:
+        """``namespace/name``: one pod of a full name runs at a time."""
+        return self.pod.key if self.pod is not None else None
 
     def update(self, pod: Pod | None) -> None:
         if self.phase is not WorkerPhase.SYNCING:
@@ -110,7 +116,7 @@ class PodWorker:
 
     async def run(self) -> None:
         try:
-            await self.owner.wait_name_free(self)
+            await self._wait_for_name()
             while self.phase is WorkerPhase.SYNCING:
                 await self._wake.wait()
                 self._wake.clear()
@@ -125,6 +131,23 @@ class PodWorker:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+
+    async def _wait_for_name(self) -> None:
+        """A new pod waits while another pod of its full name is still terminating.
+
+        As on the kubelet, so two generations of a static pod never run side
+        by side. The worker of that pod wakes this one when it ends.
+        """
+        logged = False
+        while self.phase is WorkerPhase.SYNCING:
+            holder = self.owner.name_holder(self)
+            if holder is None:
+                return
+            if not logged:
+                log.info("pod %s waits for pod %s to terminate", self.key, holder.uid)
+                logged = True
+            self._wake.clear()
+            await self._wake.wait()
 
     async def _guarded_sync(self) -> None:
         pod = self.pod
@@ -147,18 +170,12 @@ class PodWorker:
             self.wake_at(self.owner.clock() + settings.requeue_delay())
 
     async def _terminate(self) -> None:
-        pod = self.pod
         self.phase = WorkerPhase.TERMINATING
         self.owner.prober.remove_pod(self.uid)
-        try:
-            await self.owner.terminator.terminate_pod(self.uid, pod)
-        except RuntimeUnavailableError:
-            raise  # retried by the worker guard once the engine answers again
-        except Exception:
-            log.exception("terminating pod %s failed; will retry", self.key)
-            raise
-        finally:
-            self.phase = WorkerPhase.TERMINATED
+        # A failure propagates to the guard, which runs this again after a
+        # delay: until then the pod is still TERMINATING and holds its name.
+        await self.owner.terminator.terminate_pod(self.uid, self.pod)
+        self.phase = WorkerPhase.TERMINATED
 
 
 class PodWorkers:
@@ -194,7 +211,6 @@ class PodWorkers:
         # Called when pod supervision itself breaks; the agent exits on it.
         self.on_fatal: Callable[[str, BaseException | None], None] | None = None
         self._closing = False
-        self._name_free: dict[str, asyncio.Event] = {}
         self.hooks = hooks if hooks is not None else HookRunner(runtime)
         self.prober = (
             prober
@@ -326,13 +342,16 @@ class PodWorkers:
                 delay = self.settings.worker_retry.delay(failures)
                 log.exception("worker of pod %s failed; retrying in %.0fs", worker.key, delay)
             failures += 1
+            if self._closing:
+                break  # shutdown terminates the pods itself when asked to
+            worker.retrying = True
             await self._sleep(delay)
+            worker.retrying = False
         if self._workers.get(worker.uid) is worker:
             del self._workers[worker.uid]
-        if worker.pod is not None:
-            event = self._name_free.pop(worker.pod.key, None)
-            if event is not None:
-                event.set()
+        for other in self._workers.values():
+            if worker.full_name is not None and other.full_name == worker.full_name:
+                other.wake()  # it may have been waiting for this name
         # A pod wanted again (file restored) after its termination began gets a fresh worker.
         pod = self._desired.get(worker.uid)
         if pod is not None and not self._closing:
@@ -352,50 +371,43 @@ class PodWorkers:
         finally:
             timer.cancel()
 
-    async def wait_name_free(self, worker: PodWorker) -> None:
-        """Hold a new pod while another pod with its full name is still terminating."""
-        if worker.pod is None:
-            return
-        while True:
-            holder = next(
-                (
-                    w
-                    for w in self._workers.values()
-                    if w is not worker
-                    and w.pod is not None
-                    and w.pod.key == worker.pod.key
-                    and w.phase is WorkerPhase.TERMINATING
-                ),
-                None,
-            )
-            if holder is None:
-                return
-            event = self._name_free.setdefault(worker.pod.key, asyncio.Event())
-            await event.wait()
+    def name_holder(self, worker: PodWorker) -> PodWorker | None:
+        """Another pod of the worker's full name that is still terminating, if any."""
+        name = worker.full_name
+        if name is None:
+            return None
+        for other in self._workers.values():
+            if (
+                other is not worker
+                and other.phase is WorkerPhase.TERMINATING
+                and other.full_name == name
+            ):
+                return other
+        return None
 
     async def shutdown(self, *, stop_pods: bool) -> None:
-        """Stop all workers; pods stay running unless ``stop_pods``."""
+        """Stop all workers; pods stay running unless ``stop_pods``.
+
+        Cancelling the shutdown (the agent bounds it) cancels what it waits for.
+        """
         self._closing = True
         workers = list(self._workers.values())
-        for worker in workers:
-            if worker.task is not None and (
-                not stop_pods or worker.phase is not WorkerPhase.TERMINATING
-            ):
-                worker.task.cancel()
-        for worker in workers:
-            if worker.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await worker.task
-        if stop_pods:
+        try:
+            for worker in workers:
+                # A termination under way finishes; one waiting for a retry is
+                # done over below with the rest.
+                if worker.task is not None and (
+                    not stop_pods or worker.phase is not WorkerPhase.TERMINATING or worker.retrying
+                ):
+                    worker.task.cancel()
             await asyncio.gather(
-                *(self.terminator.terminate_pod(w.uid, w.pod) for w in workers),
-                return_exceptions=True,
+                *(w.task for w in workers if w.task is not None), return_exceptions=True
             )
-        await self.hooks.close()
-        await self.prober.close()
-
-
-def _engine_away(error: BaseException) -> bool:
-    return isinstance(error, RuntimeUnavailableError) or isinstance(
-        error.__cause__, RuntimeUnavailableError
-    )
+            if stop_pods:
+                await asyncio.gather(
+                    *(self.terminator.terminate_pod(w.uid, w.pod) for w in workers),
+                    return_exceptions=True,
+                )
+        finally:
+            await self.hooks.close()
+            await self.prober.close()

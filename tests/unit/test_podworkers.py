@@ -426,3 +426,41 @@ async def test_a_changed_manifest_starts_its_pod_once_the_old_one_is_gone(node: 
     await eventually(lambda: node.running(new, "a", attempt=0), "the new pod running")
     calls = node.runtime.calls
     assert calls.index(("remove_pod", OLD, "", None)) < calls.index(("start_pod", NEW, "", 0))
+
+
+async def test_a_pod_whose_termination_failed_holds_its_name_until_a_retry_works(
+    node: Node,
+) -> None:
+    old = make_pod(uid=OLD)
+    new = make_pod(uid=NEW, command="sleep 3601")
+    node.want(old)
+    await eventually(lambda: node.running(old, "a", attempt=0), "the old pod running")
+    node.runtime.remove_failures = 1
+
+    node.want()  # the file is removed...
+    await eventually(lambda: bool(node.runtime.asked("remove_pod", OLD)), "a failed removal")
+    await settle()
+    node.want(new)  # ...and comes back, edited, while the old pod waits for its retry
+    await settle()
+    assert node.runtime.asked("start_pod", NEW) == [], "started beside the old pod"
+
+    node.clock.advance(WorkerSettings().worker_retry.initial)
+    await eventually(lambda: node.running(new, "a", attempt=0), "the new pod running")
+    calls = node.runtime.calls
+    removals = [i for i, call in enumerate(calls) if call == ("remove_pod", OLD, "", None)]
+    assert len(removals) == 2
+    assert calls.index(("start_pod", NEW, "", 0)) > removals[-1]
+
+
+async def test_stopping_pods_on_exit_does_not_wait_for_a_termination_retry(node: Node) -> None:
+    pod = make_pod()
+    node.want(pod)
+    await eventually(lambda: node.running(pod, "a", attempt=0), "the pod running")
+    node.runtime.remove_failures = 1
+    node.want()
+    await eventually(lambda: bool(node.runtime.asked("remove_pod", OLD)), "a failed removal")
+    await settle()
+
+    async with asyncio.timeout(2):
+        await node.workers.shutdown(stop_pods=True)
+    assert node.runtime.cache.pod_state(OLD).empty
