@@ -7,8 +7,10 @@ signal follows with what is left of the grace, but never less than
 together, then its sidecars one by one in reverse order, then its sandboxes.
 
 A pod no source has any more (found on Docker after a restart) has no spec:
-its preStop hooks and grace come from the labels its containers were made
-with. *When* a pod is terminated is the workers' business (workers.py).
+its preStop hooks come from the labels its containers were made with, and it
+gets the kubelet's grace override for such pods, 1 s (preStop within it, then
+the 2 s stop window as always). *When* a pod is terminated is the workers'
+business (workers.py).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ log = logging.getLogger(__name__)
 
 # After a preStop hook, a container still gets at least this long to stop (kubelet: 2 s).
 MIN_STOP_WINDOW = 2
-# Grace when the labels do not say (the API's default).
-DEFAULT_GRACE = 30
+# The kubelet kills pods no source has with gracePeriodOverride = 1 (HandlePodCleanups).
+ORPHAN_GRACE = 1
 
 
 class Terminator:
@@ -154,8 +156,10 @@ def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | Non
 def _grace(pod: Pod | None, state: PodRuntimeState) -> int:
     if pod is not None:
         return pod.spec.termination_grace_period_seconds
+    # A pod that asked for 0 is still killed at once (grace 0, see the README):
+    # the override shortens a grace, it never lengthens one.
     for record in (*state.containers, *state.sandboxes):
         value = record.label(naming.POD_GRACE_PERIOD)
         if value.isdigit():
-            return int(value)
-    return DEFAULT_GRACE
+            return min(int(value), ORPHAN_GRACE)
+    return ORPHAN_GRACE

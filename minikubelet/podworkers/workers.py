@@ -5,10 +5,15 @@
 wins), on a change of its containers in the runtime cache (Docker events), on
 a back-off timer, on a probe result, and on a periodic resync; each wake-up
 runs one sync pass (sync.py). A pod goes syncing → terminating → terminated,
-never back (terminate.py stops it). A new pod with the same full name as one
-still terminating waits for it, as in kubelet. Workers are guarded: an
-unexpected error is logged with the pod's name and retried after a back-off,
-so one bad pod never stops the agent or its neighbours.
+never back (terminate.py stops it); a pod on Docker that no source has (an
+orphan, found after a restart) gets a worker that only terminates it.
+
+One pod per full name: a new pod waits while another of its name is still
+terminating, as in kubelet, whether that one came from a source or is an
+orphan known by its containers' labels, and also while a failed termination
+waits for its retry. Workers are guarded: an unexpected error is logged with
+the pod's name and retried after a back-off, so one bad pod never stops the
+agent or its neighbours.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from minikubelet.podworkers.settings import WorkerSettings
 from minikubelet.podworkers.sync import PodSync, SyncDeps
 from minikubelet.podworkers.terminate import Terminator
 from minikubelet.prober.manager import ProbeManager
+from minikubelet.runtime.state import PodRuntimeState
 from minikubelet.status.manager import StatusManager
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,8 @@ def pod_ref(pod: Pod, field_path: str = "") -> ObjectRef:
 
 
 class PodWorker:
+    """One pod's task: its phase, its wake-ups and its sync."""
+
     def __init__(self, owner: PodWorkers, uid: PodUID, pod: Pod | None) -> None:
         self.owner = owner
         self.uid = uid
@@ -72,6 +80,10 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._wake.set()
         self.sync = PodSync(owner.sync_deps, uid, self)
+        # A pod no source has still holds its name, known from its containers' labels.
+        self._labelled_name = (
+            None if pod is not None else _name_from_labels(owner.runtime.cache.pod_state(uid))
+        )
         self.sync_failures = 0
         # Waiting to run again after its loop failed (a termination that raised).
         self.retrying = False
@@ -81,12 +93,12 @@ class PodWorker:
 
     @property
     def key(self) -> str:
-        return self.pod.key if self.pod is not None else self.uid
+        return self.full_name or self.uid
 
     @property
     def full_name(self) -> str | None:
         """``namespace/name``: one pod of a full name runs at a time."""
-        return self.pod.key if self.pod is not None else None
+        return self.pod.key if self.pod is not None else self._labelled_name
 
     def update(self, pod: Pod | None) -> None:
         if self.phase is not WorkerPhase.SYNCING:
@@ -411,3 +423,11 @@ class PodWorkers:
         finally:
             await self.hooks.close()
             await self.prober.close()
+
+
+def _name_from_labels(state: PodRuntimeState) -> str | None:
+    """``namespace/name`` from the pod labels every container of ours carries."""
+    for record in (*state.sandboxes, *state.containers):
+        if record.pod_name and record.pod_namespace:
+            return f"{record.pod_namespace}/{record.pod_name}"
+    return None

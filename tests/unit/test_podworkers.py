@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,3 +465,63 @@ async def test_stopping_pods_on_exit_does_not_wait_for_a_termination_retry(node:
     async with asyncio.timeout(2):
         await node.workers.shutdown(stop_pods=True)
     assert node.runtime.cache.pod_state(OLD).empty
+
+
+# --- pods no source has: found on Docker after a restart ---
+
+
+def add_orphan(node: Node, uid: PodUID, *, grace: str = "30") -> None:
+    """A pod's containers, labelled as the agent makes them, whose manifest is gone."""
+    base = pod_labels(uid, "web-node", "default")
+    sandbox = node.runtime.add(
+        {
+            **base,
+            naming.DOCKER_TYPE: naming.TYPE_SANDBOX,
+            naming.SANDBOX_ATTEMPT: "0",
+            naming.POD_IP: "10.217.0.9",
+        }
+    )
+    node.runtime.add(
+        {
+            **base,
+            naming.DOCKER_TYPE: naming.TYPE_CONTAINER,
+            naming.CONTAINER_NAME: "a",
+            naming.SANDBOX_ID: sandbox.id,
+            naming.RESTART_COUNT: "0",
+            naming.POD_GRACE_PERIOD: grace,
+            naming.PRE_STOP_HANDLER: json.dumps(PRE_STOP, sort_keys=True),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("grace", "expected"),
+    [
+        ("30", [("exec", "a", 1), ("stop", "a", 2), STOP_SANDBOX, REMOVE]),
+        ("0", [REMOVE]),
+    ],
+    ids=["pre-stop-within-1s-then-the-min-window", "grace-0-still-at-once"],
+)
+async def test_orphans_are_killed_with_the_kubelets_one_second_grace(
+    node: Node, grace: str, expected: list[tuple[str, str, float | None]]
+) -> None:
+    add_orphan(node, OLD, grace=grace)
+    node.want()
+    await eventually(lambda: bool(node.runtime.asked("remove_pod", OLD)), "the orphan removed")
+    assert [(what, name, n) for what, _, name, n in node.runtime.kills(OLD)] == expected
+
+
+async def test_an_orphan_holds_its_name_until_it_is_gone(node: Node) -> None:
+    add_orphan(node, OLD)
+    new = make_pod(uid=NEW)
+    node.runtime.stop_gate = asyncio.Event()
+
+    node.want(new)
+    await eventually(lambda: bool(node.runtime.asked("stop", OLD)), "the orphan stopping")
+    await settle()
+    assert node.runtime.asked("start_pod", NEW) == [], "started beside the orphan"
+
+    node.runtime.stop_gate.set()
+    await eventually(lambda: node.running(new, "a", attempt=0), "the new pod running")
+    calls = node.runtime.calls
+    assert calls.index(("remove_pod", OLD, "", None)) < calls.index(("start_pod", NEW, "", 0))
