@@ -71,6 +71,7 @@ from minikubelet.runtime.volumes import (
     prepare_volumes,
     read_termination_message,
 )
+from minikubelet.util.backoff import ExponentialDelay
 from minikubelet.util.timefmt import parse_docker_time
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ log = logging.getLogger(__name__)
 # Log tail used for FallbackToLogsOnError, as kubelet: 80 lines, at most 2 KiB.
 FALLBACK_LOG_LINES = 80
 REMOVING_TTL = 60.0
+# A relist that failed is retried, since every pod worker waits while the cache is stale.
+RELIST_RETRY = ExponentialDelay(initial=0.5, cap=30.0)
+# A full relist as a safety net, as the kubelet's evented PLEG does every few
+# minutes: a missed event costs at most this long, while a relist of 110 pods
+# costs one list call (containers whose state is unchanged are not inspected).
+RELIST_PERIOD = 300.0
 EXEC_POOL_SIZE = 8
 # What the kubelet keeps of a probe's or hook's output.
 EXEC_OUTPUT_LIMIT = 10 * 1024
@@ -439,6 +446,7 @@ class DockerRuntime:
             on_disconnected=self._on_stream_disconnected,
         )
         self._stream.start()
+        self._spawn(self._relist_periodically())
         if self._network_id:
             # Network events carry the network's labels, not the container's,
             # so they need a stream of their own, filtered by our network.
@@ -551,32 +559,36 @@ class DockerRuntime:
     # --- the cache: relist and events ---
 
     async def relist(self) -> None:
-        """Make the cache match the engine: list ours, inspect what is new or changed."""
-        summaries = await self.executor.call(_list_ours, self.node_label)
-        records: list[ContainerRecord] = []
-        to_inspect: list[str] = []
-        for s in summaries:
-            cid = s["Id"]
-            known = self.cache.get(cid)
-            state = _state_of(s.get("State", ""))
-            if known is not None and known.state is state:
-                records.append(known)
-            else:
-                to_inspect.append(cid)
-        results = await asyncio.gather(
-            *(self.executor.call(_inspect, cid) for cid in to_inspect), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, NotFoundError):
-                continue  # removed between list and inspect
-            if isinstance(result, BaseException):
-                raise result
-            record = record_from_inspect(result, self._image_id_for, paths=self.paths)
-            if record is not None:
-                records.append(record)
-        self.cache.replace_all(records)
+        """Bring the cache up to the engine: list ours, inspect what is new or changed.
+
+        Merged, not replaced: events and the agent's own calls keep the cache
+        current while the list is in flight, and what they report is newer.
+        """
+        with self.cache.observing() as mark:
+            summaries = await self.executor.call(_list_ours, self.node_label)
+            listed = {s["Id"] for s in summaries}
+            to_inspect = [
+                s["Id"]
+                for s in summaries
+                if (known := self.cache.get(s["Id"])) is None
+                or known.state is not _state_of(s.get("State", ""))
+            ]
+            results = await asyncio.gather(
+                *(self.executor.call(_inspect, cid) for cid in to_inspect), return_exceptions=True
+            )
+            records: list[ContainerRecord] = []
+            for cid, result in zip(to_inspect, results, strict=True):
+                if isinstance(result, NotFoundError):
+                    listed.discard(cid)  # removed between list and inspect
+                    continue
+                if isinstance(result, BaseException):
+                    raise result
+                record = record_from_inspect(result, self._image_id_for, paths=self.paths)
+                if record is not None:
+                    records.append(record)
+            self.cache.finish_relist(mark, listed=listed, records=records)
         if self.ipam is not None:
-            for record in records:
+            for record in self.cache.records():
                 ip = record.label(naming.POD_IP)
                 if record.is_sandbox and ip:
                     self.ipam.reserve(record.pod_uid, ip)
@@ -587,23 +599,49 @@ class DockerRuntime:
         return info.status_id if info is not None else ""
 
     def _on_stream_connected(self) -> None:
-        # The cache stays stale until the relist below has caught up with the engine.
+        # The cache stays stale until a relist begun from now on has caught up.
         self.stream_up = True
+        self.cache.events_resumed()
         log.info("Docker event stream connected")
-        if self._relisting is None or self._relisting.done():
-            self._relisting = asyncio.get_running_loop().create_task(self._relist_logged())
+        self._request_relist()
 
-    async def _relist_logged(self) -> None:
-        try:
-            await self.relist()
-        except MinikubeletError as e:
-            log.warning("relist failed: %s", e)
+    def _request_relist(self) -> None:
+        """Relist, unless one is under way: it goes on until it has caught up."""
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.get_running_loop().create_task(self._relist_until_current())
+
+    async def _relist_until_current(self) -> None:
+        """Relist, retrying with back-off until it succeeds with the events flowing.
+
+        While the cache is stale every pod worker waits, so a relist that
+        failed must be tried again, not merely logged. One that succeeded
+        but began before the stream was lost again leaves the cache stale:
+        it goes again, once the stream is back (reconnecting asks for it).
+        """
+        attempt = 0
+        while True:
+            try:
+                await self.relist()
+            except MinikubeletError as e:
+                delay = RELIST_RETRY.delay(attempt)
+                attempt += 1
+                log.warning("relist failed (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                continue
+            if not (self.cache.stale and self.stream_up):
+                return
+            attempt = 0
+
+    async def _relist_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(RELIST_PERIOD)
+            self._request_relist()
 
     def _on_stream_disconnected(self, reason: str) -> None:
         if self.stream_up:
             log.warning("Docker event stream lost (%s); reconnecting", reason)
         self.stream_up = False
-        self.cache.stale = True
+        self.cache.events_lost()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         action = event.get("Action") or event.get("status") or ""
@@ -639,13 +677,15 @@ class DockerRuntime:
         task.add_done_callback(self._background.discard)
 
     async def _adopt(self, cid: str) -> None:
-        try:
-            data = await self.executor.call(_inspect, cid)
-        except MinikubeletError:
-            return
-        record = record_from_inspect(data, self._image_id_for, paths=self.paths)
-        if record is not None and self.cache.get(cid) is None:
-            self.cache.put(record)
+        with self.cache.observing() as mark:
+            try:
+                data = await self.executor.call(_inspect, cid)
+            except MinikubeletError:
+                return
+            record = record_from_inspect(data, self._image_id_for, paths=self.paths)
+            if record is not None:
+                # A destroy handled meanwhile must not bring it back.
+                self.cache.put_observed(mark, record)
 
     async def _refine_exit(self, record: ContainerRecord) -> None:
         """Exact exit details (times, OOM, start error) and the termination message."""

@@ -12,9 +12,10 @@ Records are immutable; an update replaces one. Pure data, no Docker here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NewType
@@ -183,16 +184,56 @@ def record_from_labels(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """When the engine was asked: what the cache learnt after ``seq`` is newer than its answer."""
+
+    seq: int
+    # The event-stream epoch it began in, and whether events were flowing:
+    # only a list taken while they flowed, with no loss since, makes the cache current.
+    epoch: int
+    watching: bool
+
+
 class RuntimeCache:
-    """Records by container id, grouped by pod; tells a listener which pod changed."""
+    """Records by container id, grouped by pod; tells a listener which pod changed.
+
+    Every change is stamped with a sequence number, so a relist (a list taken
+    before its awaits, applied after them) can tell which of its records the
+    events and the agent's own calls have overtaken meanwhile, and leave those
+    alone: a death seen while the list was in flight stays a death, a
+    container destroyed meanwhile is not brought back, one created meanwhile
+    is not dropped for being absent from the list.
+    """
 
     def __init__(self) -> None:
         self._records: dict[ContainerID, ContainerRecord] = {}
         self._by_pod: dict[PodUID, set[ContainerID]] = {}
         self._listeners: list[Callable[[PodUID], None]] = []
-        # True from losing the engine's event stream until the next full relist:
-        # records may be out of date, so nothing should act on them.
-        self.stale = False
+        self._seq = 0
+        self._changed: dict[ContainerID, int] = {}
+        # Removals while a relist is in flight, so its list cannot resurrect them.
+        self._removed: dict[ContainerID, int] = {}
+        self._open: list[int] = []
+        self._epoch = 0
+        self._watching = False
+        self._stale = False
+
+    @property
+    def stale(self) -> bool:
+        """True from losing the engine's event stream until a relist has caught up:
+        records may be out of date, so nothing should act on them."""
+        return self._stale
+
+    def events_lost(self) -> None:
+        self._stale = True
+        self._watching = False
+        self._epoch += 1
+
+    def events_resumed(self) -> None:
+        """Events flow again; the cache stays stale until a relist begun from now on ends."""
+        self._watching = True
+        self._epoch += 1
 
     def add_listener(self, listener: Callable[[PodUID], None]) -> None:
         self._listeners.append(listener)
@@ -200,6 +241,10 @@ class RuntimeCache:
     def _notify(self, uid: PodUID) -> None:
         for listener in self._listeners:
             listener(uid)
+
+    def _stamp(self, container_id: ContainerID) -> None:
+        self._seq += 1
+        self._changed[container_id] = self._seq
 
     def get(self, container_id: str) -> ContainerRecord | None:
         return self._records.get(ContainerID(container_id))
@@ -225,6 +270,8 @@ class RuntimeCache:
             return
         self._records[record.id] = record
         self._by_pod.setdefault(record.pod_uid, set()).add(record.id)
+        self._removed.pop(record.id, None)
+        self._stamp(record.id)
         if notify and record != old:
             self._notify(record.pod_uid)
 
@@ -270,36 +317,89 @@ class RuntimeCache:
         old = self._records.get(ContainerID(container_id))
         if old is not None and not old.oom_killed:
             self._records[old.id] = dataclasses.replace(old, oom_killed=True)
+            self._stamp(old.id)
 
     def remove(self, container_id: str) -> None:
-        old = self._records.pop(ContainerID(container_id), None)
+        uid = self._drop(ContainerID(container_id))
+        if uid is not None:
+            self._notify(uid)
+
+    def _drop(self, cid: ContainerID) -> PodUID | None:
+        self._changed.pop(cid, None)
+        if self._open:
+            self._seq += 1
+            self._removed[cid] = self._seq
+        old = self._records.pop(cid, None)
         if old is None:
-            return
+            return None
         ids = self._by_pod.get(old.pod_uid)
         if ids is not None:
             ids.discard(old.id)
             if not ids:
                 del self._by_pod[old.pod_uid]
-        self._notify(old.pod_uid)
+        return old.pod_uid
 
-    def replace_all(self, records: Iterable[ContainerRecord]) -> None:
-        """Make the cache exactly ``records`` (a relist), notifying every pod that changed."""
-        new = {r.id: r for r in records}
+    # --- what the engine said, applied after an await ---
+
+    @contextlib.contextmanager
+    def observing(self) -> Iterator[Observation]:
+        """Mark the moment the engine is asked, for applying its answer after awaits."""
+        mark = Observation(seq=self._seq, epoch=self._epoch, watching=self._watching)
+        self._open.append(mark.seq)
+        try:
+            yield mark
+        finally:
+            self._open.remove(mark.seq)
+            # A removal matters only to observations that began before it.
+            oldest = min(self._open, default=self._seq)
+            self._removed = {cid: seq for cid, seq in self._removed.items() if seq > oldest}
+
+    def _overtaken(self, mark: Observation, record: ContainerRecord) -> bool:
+        """The cache learnt something about ``record``'s container after ``mark``."""
+        if self._removed.get(record.id, 0) > mark.seq:
+            return True
+        old = self._records.get(record.id)
+        if old is None or self._changed.get(record.id, 0) <= mark.seq:
+            return False
+        # Newer, unless the engine showed a later state than it (a death
+        # whose event is still on its way).
+        return _RANK[record.state] <= _RANK[old.state]
+
+    def put_observed(self, mark: Observation, record: ContainerRecord) -> None:
+        """Put a record read from the engine after ``mark``, unless overtaken since."""
+        if not self._overtaken(mark, record):
+            self.put(record)
+
+    def finish_relist(
+        self,
+        mark: Observation,
+        *,
+        listed: Iterable[str],
+        records: Iterable[ContainerRecord],
+    ) -> None:
+        """Merge a full list taken after ``mark``, notifying every pod that changed.
+
+        ``listed``: every id the engine listed (and did not deny when inspected);
+        ``records``: fresh records for those whose cached record did not match
+        the list. A container cached but not listed has gone, unless it was
+        put since the mark (created meanwhile).
+        """
         touched: set[PodUID] = set()
-        for cid, old in list(self._records.items()):
-            if cid not in new:
-                touched.add(old.pod_uid)
-                self._records.pop(cid)
-        for cid, rec in new.items():
-            if self._records.get(cid) != rec:
-                touched.add(rec.pod_uid)
-            self._records[cid] = rec
-        if self.stale:
+        present = {ContainerID(i) for i in listed}
+        for cid in list(self._records):
+            if cid not in present and self._changed.get(cid, 0) <= mark.seq:
+                uid = self._drop(cid)
+                if uid is not None:
+                    touched.add(uid)
+        for record in records:
+            if record.id not in present or self._overtaken(mark, record):
+                continue
+            if self._records.get(record.id) != record:
+                touched.add(record.pod_uid)
+            self.put(record, notify=False)
+        if self._stale and mark.watching and mark.epoch == self._epoch:
             # Back from an outage: every pod's workers waited, so wake them all.
             touched.update(self._by_pod)
-            self.stale = False
-        self._by_pod = {}
-        for rec in self._records.values():
-            self._by_pod.setdefault(rec.pod_uid, set()).add(rec.id)
+            self._stale = False
         for uid in touched:
             self._notify(uid)
