@@ -142,7 +142,7 @@ class PodSync:
                 self.backoff = before  # nothing was started: no restart to count
                 raise
         deps.prober.sync_pod(pod, deps.runtime.cache.pod_state(self.uid), self.wakeup.wake)
-        self.publish_status(pod)
+        self._publish_status(pod)
         await self._collect_garbage(pod)
 
     # --- starts that failed ---
@@ -303,7 +303,7 @@ class PodSync:
 
     # --- reporting and cleaning up ---
 
-    def publish_status(self, pod: Pod) -> None:
+    def _publish_status(self, pod: Pod) -> None:
         deps = self.deps
         state = deps.runtime.cache.pod_state(self.uid)
         status = generate_pod_status(

@@ -79,7 +79,7 @@ class PodWorker:
         self.phase = WorkerPhase.SYNCING if pod is not None else WorkerPhase.TERMINATING
         self._wake = asyncio.Event()
         self._wake.set()
-        self.sync = PodSync(owner.sync_deps, uid, self)
+        self.pod_sync = PodSync(owner.sync_deps, uid, self)
         # A pod no source has still holds its name, known from its containers' labels.
         self._labelled_name = (
             None if pod is not None else _name_from_labels(owner.runtime.cache.pod_state(uid))
@@ -166,7 +166,7 @@ class PodWorker:
         assert pod is not None
         settings = self.owner.settings
         try:
-            await self.sync.sync(pod)
+            await self.pod_sync.sync(pod)
             self.sync_failures = 0
             self.wake_at(self.owner.clock() + settings.resync_delay())
         except asyncio.CancelledError:
