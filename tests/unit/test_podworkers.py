@@ -5,7 +5,8 @@ it starts, stops and removes goes through the cache as Docker's results and
 events would, so the real ``PodWorkers``, ``PodSync``, ``Terminator``,
 ``HookRunner``, ``ProbeManager`` and ``StatusManager`` run unchanged. It logs
 every call, so a test reads what was done to which pod, and in what order.
-Time moves only through ``FakeClock.advance``; nothing here sleeps.
+Time moves only through ``FakeClock.advance``: a 10 s back-off takes no
+time, and every wait is a bounded poll of the event loop, never a fixed sleep.
 """
 
 from __future__ import annotations
