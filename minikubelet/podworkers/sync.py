@@ -160,7 +160,7 @@ class PodSync:
         return allowed
 
     def _record_errors(
-        self, starts: list[StartContainer], errors: Mapping[str, MinikubeletError]
+        self, pod: Pod, starts: list[StartContainer], errors: Mapping[str, MinikubeletError]
     ) -> None:
         now = self.deps.clock()
         settings = self.deps.settings
@@ -176,6 +176,15 @@ class PodSync:
                 continue  # the engine's return wakes the worker; no retry delay
             image = start.container.image
             self.waiting[name] = Waiting(error.reason, str(error))
+            if isinstance(error, MountError):
+                # A refused subPath or volume: the kubelet reports it as an event too.
+                self.deps.event(
+                    pod,
+                    EventType.WARNING,
+                    "FailedMount",
+                    str(error),
+                    field_path=container_field_path(pod, name),
+                )
             if isinstance(error, ImagePullError):
                 old = self.held.get(name)
                 entry = settings.image_backoff.next(old.backoff if old else None, now)
@@ -226,7 +235,7 @@ class PodSync:
             except SandboxError as e:
                 self._hold_pod(pod, "FailedCreatePodSandBox", e)
                 return
-            self._record_errors(starts, errors)
+            self._record_errors(pod, starts, errors)
             return
         if not starts:
             return
@@ -237,7 +246,9 @@ class PodSync:
         except MountError as e:
             self._hold_pod(pod, "FailedMount", e)
             return
-        self._record_errors(starts, await runtime.start_containers(ctx, starts, self._post_start))
+        self._record_errors(
+            pod, starts, await runtime.start_containers(ctx, starts, self._post_start)
+        )
 
     async def _post_start(self, ctx: PodContext, container: Container, cid: str) -> None:
         """Run a postStart hook; on failure kill the container, as the kubelet does.
@@ -288,14 +299,18 @@ class PodSync:
     def _restart_floor(self, pod: Pod, state: PodRuntimeState) -> dict[str, int]:
         """For containers with no instance left, the next restart count from their old files."""
         floor: dict[str, int] = {}
-        pod_dir = self.deps.runtime.pod_directory(pod.uid)
+        try:
+            pod_dir = self.deps.runtime.pod_directory(pod.uid)
+        except MountError:
+            # An unusable uid: the start itself fails with FailedMount and says so.
+            return floor
         for container in (*pod.spec.init_containers, *pod.spec.containers):
             if state.latest(container.name) is not None:
                 continue
-            directory = pod_dir.root / "containers" / container.name
             try:
+                directory = pod_dir.path("containers", container.name)
                 counts = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
-            except OSError:
+            except (OSError, MountError):
                 continue
             if counts:
                 floor[container.name] = max(counts) + 1
