@@ -756,8 +756,10 @@ class DockerRuntime:
         """Stop with the image's stop signal, SIGKILL after ``timeout`` seconds."""
         if not record.running:
             return
+        # A stop with a grace blocks its thread for up to that long: slow lane.
+        call = self.executor.call_slow if timeout > 0 else self.executor.call
         try:
-            await self.executor.call(_stop, record.id, timeout)
+            await call(_stop, record.id, timeout)
         except NotFoundError:
             self.cache.remove(record.id)
 

@@ -146,7 +146,7 @@ class ImageStore:
 
     async def pull(self, ref: str) -> ImageInfo:
         try:
-            await asyncio.wait_for(self._executor.call(_pull, ref), self._pull_timeout)
+            await asyncio.wait_for(self._executor.call_slow(_pull, ref), self._pull_timeout)
         except TimeoutError:
             raise ImagePullError(
                 f'Failed to pull image "{ref}": timed out after {self._pull_timeout:.0f}s'
@@ -185,7 +185,7 @@ class ImageStore:
         if await self.inspect(ref) is not None:
             return ref
         try:
-            await asyncio.wait_for(self._executor.call(_pull, ref), pull_timeout)
+            await asyncio.wait_for(self._executor.call_slow(_pull, ref), pull_timeout)
         except (TimeoutError, MinikubeletError) as e:
             log.warning("sandbox image %s cannot be pulled (%s); using a locally built one", ref, e)
         else:
@@ -199,7 +199,9 @@ class ImageStore:
         if await self.inspect(local) is not None:
             return local
         repository, tag = local.rsplit(":", 1)
-        await self._executor.call(_import_pause, pause.pause_rootfs_tar(machine), repository, tag)
+        await self._executor.call_slow(
+            _import_pause, pause.pause_rootfs_tar(machine), repository, tag
+        )
         self.forget(local)
         if await self.inspect(local) is None:
             raise ImagePullError(f"built sandbox image {local} is not present after import")
