@@ -4,7 +4,9 @@
   a web page that rebinds its own DNS name to 127.0.0.1 still sends that name
   in ``Host``, so it is refused (403) before it can read pod specs.
 - Off loopback, the bearer token is the protection (the agent requires one
-  there); it is compared as bytes in constant time, whatever bytes arrive.
+  there); it is compared as bytes in constant time. An ``Authorization``
+  header that is not printable ASCII, or is repeated, is refused (400)
+  whether or not a token is set.
 - Paths with ``.`` or ``..`` segments, however encoded, are refused: nothing
   here serves files, so they are only ever probes.
 - Client errors raised anywhere become a v1 ``Status`` (``errors.py``).
@@ -27,6 +29,7 @@ LOOPBACK_ONLY = web.AppKey("loopback_only", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _PORT = re.compile(r"[0-9]{0,5}", re.ASCII)
+_PRINTABLE = re.compile(r"[\x20-\x7e]*", re.ASCII)
 
 
 def is_loopback_listen(host: str) -> bool:
@@ -95,8 +98,14 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                     f"host {shown(value)} is not allowed: this endpoint listens on loopback "
                     "and answers only requests addressed to localhost, 127.0.0.1 or [::1]",
                 )
+    credentials = request.headers.getall("Authorization", [])
+    if len(credentials) > 1:
+        raise StatusError(400, "Authorization: the header is given more than once")
+    if credentials and not _PRINTABLE.fullmatch(credentials[0]):
+        # RFC 9110 credentials are printable ASCII; other bytes are garbage, not a token.
+        raise StatusError(400, "Authorization: the header must be printable ASCII")
     token = request.app[DEPS].auth_token
-    if token and not _token_matches(request.headers.get("Authorization", ""), token):
+    if token and not _token_matches(credentials[0] if credentials else "", token):
         raise StatusError(401, "Unauthorized")
     if any(segment in (".", "..") for segment in request.path.split("/")):
         raise StatusError(400, f"path {shown(request.path)}: dot segments are not allowed")
