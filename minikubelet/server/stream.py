@@ -14,7 +14,10 @@ plus the transport's high-water mark, however large the body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # aiohttp drains its writer once more than 64 KiB were written since the last drain.
 CHUNK = 64 * 1024
+_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff = 1, l_linger = 0}
 
 
 class BoundedStream:
@@ -82,8 +86,15 @@ class BoundedStream:
     def drop(self) -> None:
         self.broken = True
         transport = self._request.transport
-        if transport is not None:
-            transport.abort()
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0: the close resets the connection, so the kernel frees at once the
+            # send buffer a non-reader would otherwise keep as an orphan until it times out.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.abort()
 
 
 async def send_body(
