@@ -332,7 +332,7 @@ BAD_TIMEOUTS = [
 ]
 
 
-def _query_value(value: str) -> bytes:
+def query_value(value: str) -> bytes:
     return "".join(
         c if c.isascii() and c.isalnum() else f"%{b:02X}" for c in value for b in c.encode()
     ).encode()
@@ -342,7 +342,7 @@ def _query_value(value: str) -> bytes:
 async def test_bad_timeout_seconds_is_a_bad_request_and_never_a_watch(value: str) -> None:
     async with served() as s:
         for query in [b"watch=1&", b"watch&", b"", b"watch=false&"]:
-            target = b"/pods?" + query + b"timeoutSeconds=" + _query_value(value)
+            target = b"/pods?" + query + b"timeoutSeconds=" + query_value(value)
             body = assert_status(await exchange(s.port, get(target)), 400, "BadRequest")
             assert body["message"].startswith("timeoutSeconds: invalid value")
             assert str(MAX_TIMEOUT_SECONDS) in body["message"]
@@ -800,7 +800,7 @@ def malformed_requests(seed: int = 9, *, port: int = 10255) -> Iterator[Case]:
                 b"watch=true&",
                 b"resourceVersion=0&",
             ]:
-                target = pods + b"?" + query + b"timeoutSeconds=" + _query_value(value)
+                target = pods + b"?" + query + b"timeoutSeconds=" + query_value(value)
                 yield ("timeoutSeconds", req(b"GET " + target + b" HTTP/1.1"), "4xx")
     for _ in range(1000):
         value = "".join(
@@ -808,7 +808,7 @@ def malformed_requests(seed: int = 9, *, port: int = 10255) -> Iterator[Case]:
         )
         if value.isdigit() and len(value.lstrip("0")) <= 5 and int(value) <= MAX_TIMEOUT_SECONDS:
             continue  # a valid timeout
-        target = b"/pods?watch=1&timeoutSeconds=" + _query_value(value)
+        target = b"/pods?watch=1&timeoutSeconds=" + query_value(value)
         yield ("random timeoutSeconds", req(b"GET " + target + b" HTTP/1.1"), "4xx")
     # Dot segments, however spelled.
     for target in [
