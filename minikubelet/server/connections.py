@@ -61,13 +61,18 @@ def connection_limit(wanted: int) -> int:
     return max(1, min(wanted, soft // 2))
 
 
+# Seconds between two warnings that connections are being refused.
+REPORT_PERIOD = 60.0
+
+
 class ConnectionGate:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
         self.refused = 0
         self._lingering: set[_Gated] = set()
-        self._full_logged = False
+        self._reported_at: float | None = None
+        self._reported_refused = 0
 
     def protocol(self, server: Server) -> asyncio.Protocol:
         return _Gated(self, server)
@@ -80,14 +85,17 @@ class ConnectionGate:
     def _admit(self) -> bool:
         if self.open < self.limit:
             self.open += 1
-            if self._full_logged and self.open < self.limit:
-                self._full_logged = False
             return True
         self.refused += 1
-        if not self._full_logged:
-            # Once per episode: a flood must not become a flood of log lines.
-            self._full_logged = True
-            log.warning("refusing connections: %d are open, the limit", self.open)
+        # At most one line a period: a flood of connections must not become a flood of lines.
+        now = asyncio.get_running_loop().time()
+        if self._reported_at is None or now - self._reported_at >= REPORT_PERIOD:
+            log.warning(
+                "refusing connections: %d are open, the limit; %d refused since the last report",
+                self.open,
+                self.refused - self._reported_refused,
+            )
+            self._reported_at, self._reported_refused = now, self.refused
         return False
 
 

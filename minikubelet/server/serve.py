@@ -29,9 +29,12 @@ HTTP_LOG = logging.getLogger("minikubelet.server.http")
 
 
 class _ClientErrorsAtDebug(logging.Filter):
+    """aiohttp logs each request its parser refuses with a traceback, mostly at ERROR;
+    make it one DEBUG line, or nothing below DEBUG."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError) or record.levelno <= logging.DEBUG:
+        if not isinstance(error, HttpProcessingError):
             return True
         if not HTTP_LOG.isEnabledFor(logging.DEBUG):
             return False

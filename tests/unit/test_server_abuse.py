@@ -383,13 +383,33 @@ async def test_head_pods_has_no_body() -> None:
         assert reply.body == b""
 
 
+MALFORMED = [
+    b"GET /pods HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+    b"BREW /pods HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+]
+
+
 async def test_malformed_http_is_logged_quietly(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     async with served() as s:
-        reply = await exchange(s.port, b"GET /pods HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
-        assert reply.status == 400
+        for raw in MALFORMED:
+            assert (await exchange(s.port, raw)).status == 400
     # The client's garbage is no error of the agent's, and must not fill its log.
     assert [r for r in caplog.records if r.name.startswith("minikubelet.server")] == []
+
+
+async def test_malformed_http_is_one_debug_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="minikubelet.server.http")
+    async with served() as s:
+        for raw in MALFORMED:
+            assert (await exchange(s.port, raw)).status == 400
+    records = [r for r in caplog.records if r.name == "minikubelet.server.http"]
+    assert len(records) == len(MALFORMED)
+    for record in records:
+        assert record.levelno == logging.DEBUG
+        assert record.exc_info is None
+        assert record.getMessage().startswith("malformed request from 127.0.0.1: ")
 
 
 # --- watches: the cap, lag, readers that stop, clients that leave ----------------------------
