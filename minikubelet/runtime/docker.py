@@ -85,10 +85,22 @@ RELIST_RETRY = ExponentialDelay(initial=0.5, cap=30.0)
 # minutes: a missed event costs at most this long, while a relist of 110 pods
 # costs one list call (containers whose state is unchanged are not inspected).
 RELIST_PERIOD = 300.0
+# How long a new sandbox waits for its pod's previous sandbox to give back the
+# pod's address. Docker emits "die" before it releases the endpoint (~0.1 s
+# later, with a network "disconnect" event); past this the start goes ahead.
+ADDRESS_RELEASE_TIMEOUT = 10.0
+# Another agent on this engine, or a ``docker run --ip``, may take an address
+# the agent thinks free (it learns of them at relists): a pod's new sandbox
+# then tries another address at once rather than after the error requeue.
+ADDRESS_TRIES = 3
 EXEC_POOL_SIZE = 8
 # What the kubelet keeps of a probe's or hook's output.
 EXEC_OUTPUT_LIMIT = 10 * 1024
 FALLBACK_LOG_BYTES = 2048
+
+
+class AddressTakenError(SandboxError):
+    """The pod's address is held by a container that is not the pod's."""
 
 
 class PodEventSink(Protocol):
@@ -298,6 +310,11 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+def _inspect_network(client: docker.APIClient, network_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = client.inspect_network(network_id)
+    return result
+
+
 def _ping(client: docker.APIClient) -> bool:
     return bool(client.ping())
 
@@ -344,6 +361,8 @@ class DockerRuntime:
         self.stream_up = False
         self._relisting: asyncio.Task[None] | None = None
         self._network_id = ""
+        # Sandboxes whose endpoint a new sandbox of their pod waits to see released.
+        self._release_waiters: dict[str, asyncio.Event] = {}
 
     @property
     def node_label(self) -> str:
@@ -471,6 +490,7 @@ class DockerRuntime:
 
     def _on_network_event(self, event: dict[str, Any]) -> None:
         cid = ((event.get("Actor") or {}).get("Attributes") or {}).get("container", "")
+        self._endpoint_released(cid)
         record = self.cache.get(cid)
         if record is not None and record.is_sandbox and record.running:
             log.info("pod %s lost its network", record.pod_name)
@@ -668,6 +688,7 @@ class DockerRuntime:
         elif action == "oom":
             self.cache.oom(cid)
         elif action == "destroy":
+            self._endpoint_released(cid)  # a destroyed container holds no endpoint
             self._removing.discard(cid)
             self.cache.remove(cid)
 
@@ -838,14 +859,69 @@ class DockerRuntime:
         )
         return PodContext(pod, sandbox.id, pod_ip, pod_dir, volume_paths, hosts_path)
 
+    def _endpoint_released(self, cid: str) -> None:
+        released = self._release_waiters.get(cid)
+        if released is not None:
+            released.set()
+
+    async def _await_address_released(self, ctx: PodContext) -> None:
+        """Wait until no previous sandbox of the pod holds the pod's address.
+
+        A pod keeps its IP across sandbox re-creation, and the worker
+        re-creates at the previous sandbox's "die" event; Docker releases that
+        sandbox's endpoint only after emitting it, so a start right away can
+        find the address still taken. Only a pod with a previous sandbox on
+        the same address pays for the network inspect.
+        """
+        previous = [
+            r.id
+            for r in self.cache.pod_state(ctx.pod.uid).sandboxes
+            if r.id != ctx.sandbox_id and r.label(naming.POD_IP) == ctx.pod_ip
+        ]
+        if not ctx.pod_ip or not previous or not self._network_id:
+            return
+        # Listening before asking the engine, so a release in between is not missed.
+        waiters = {cid: self._release_waiters.setdefault(cid, asyncio.Event()) for cid in previous}
+        try:
+            data = await self.executor.call(_inspect_network, self._network_id)
+            holders = [
+                waiters[cid]
+                for cid, endpoint in (data.get("Containers") or {}).items()
+                if cid in waiters
+                and str(endpoint.get("IPv4Address") or "").split("/")[0] == ctx.pod_ip
+            ]
+            if holders:
+                log.info(
+                    "pod %s: waiting for its previous sandbox to release %s",
+                    ctx.pod.key,
+                    ctx.pod_ip,
+                )
+                async with asyncio.timeout(ADDRESS_RELEASE_TIMEOUT):
+                    for released in holders:
+                        await released.wait()
+        except MinikubeletError as e:
+            log.warning("pod %s: cannot tell who holds %s: %s", ctx.pod.key, ctx.pod_ip, e)
+        except TimeoutError:
+            log.warning(
+                "pod %s: %s not released within %.0fs; starting anyway",
+                ctx.pod.key,
+                ctx.pod_ip,
+                ADDRESS_RELEASE_TIMEOUT,
+            )
+        finally:
+            for cid in previous:
+                self._release_waiters.pop(cid, None)
+
     async def start_sandbox(self, ctx: PodContext) -> None:
+        await self._await_address_released(ctx)
         try:
             await self._start_container(ctx.sandbox_id)
         except MinikubeletError as e:
             if ctx.pod_ip and self.ipam is not None and "already in use" in str(e):
-                # Someone else holds this address: keep it away from us and pick another next time.
+                # Someone else holds this address: keep it away from us and pick another.
                 self.ipam.release(ctx.pod.uid)
                 self.ipam.reserve(PodUID(f"{FOREIGN}{ctx.pod_ip}"), ctx.pod_ip)
+                raise AddressTakenError(f"Failed to start pod sandbox: {e}") from e
             raise SandboxError(f"Failed to start pod sandbox: {e}") from e
 
     async def create_container(self, ctx: PodContext, start: StartContainer) -> str:
@@ -966,19 +1042,26 @@ class DockerRuntime:
         Returns the errors of containers that could not be started, by name.
         Raises SandboxError (or MountError) if the sandbox itself failed.
         """
-        ctx = await self.create_sandbox(pod, attempt=attempt, start_time=start_time)
-        sandbox_start = asyncio.ensure_future(self.start_sandbox(ctx))
-        creates = [asyncio.ensure_future(self.create_container(ctx, s)) for s in starts]
-        try:
-            await sandbox_start
-        except BaseException:
-            # Containers made for a sandbox that never ran would only inflate restart counts.
-            created = await asyncio.gather(*creates, return_exceptions=True)
-            for cid in created:
-                if isinstance(cid, str):
-                    await self.remove_container(cid)
-            raise
-        return await self._start_in_order(ctx, starts, creates, post_start)
+        tries = ADDRESS_TRIES
+        while True:
+            tries -= 1
+            ctx = await self.create_sandbox(pod, attempt=attempt, start_time=start_time)
+            sandbox_start = asyncio.ensure_future(self.start_sandbox(ctx))
+            creates = [asyncio.ensure_future(self.create_container(ctx, s)) for s in starts]
+            try:
+                await sandbox_start
+            except BaseException as e:
+                # Containers made for a sandbox that never ran would only inflate restart counts.
+                created = await asyncio.gather(*creates, return_exceptions=True)
+                for cid in created:
+                    if isinstance(cid, str):
+                        await self.remove_container(cid)
+                if not isinstance(e, AddressTakenError) or not tries:
+                    raise
+                # Nothing ran: the same attempt again, on another address.
+                await self.remove_container(ctx.sandbox_id)
+                continue
+            return await self._start_in_order(ctx, starts, creates, post_start)
 
     async def start_containers(
         self,
