@@ -22,14 +22,15 @@ import random
 import time
 from collections.abc import Callable
 
+from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.state import ContainerRecord, PodRuntimeState, Unhealthy
 from minikubelet.events import EventType
 from minikubelet.metrics import Metrics
 from minikubelet.model.spec import Container, Pod, PodUID, Probe
 from minikubelet.prober.handlers import Executor, ProbeRunner, ProbeTarget
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
-from minikubelet.runtime.actions import Unhealthy
-from minikubelet.runtime.state import ContainerRecord, PodRuntimeState, RuntimeCache
 from minikubelet.status.generate import ProbeView
+from minikubelet.status.refs import container_field_path
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ class ProbeWorker:
                 EventType.WARNING,
                 "Unhealthy",
                 f"{self.kind.value} probe {verb}: {output}".strip(),
-                f"spec.containers{{{self.container.name}}}",
+                # A sidecar is an init container: its path is spec.initContainers{name}.
+                container_field_path(self.pod, self.container.name),
             )
         if self.tracker.record(outcome):
             manager.changed(self.pod.uid)

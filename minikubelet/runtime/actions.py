@@ -25,10 +25,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from minikubelet.container.state import (
+    ContainerRecord,
+    ContainerState,
+    PodRuntimeState,
+    Unhealthy,
+    Waiting,
+)
 from minikubelet.model import naming
 from minikubelet.model.spec import Container, Pod, RestartPolicy
-from minikubelet.runtime.state import ContainerRecord, ContainerState, PodRuntimeState
+from minikubelet.runtime.labels import backoff_from_labels
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
+
+# Waiting, Unhealthy and backoff_from_labels live elsewhere now; the pod
+# workers and tests still import them from here.
+__all__ = [
+    "KillContainer",
+    "PodActions",
+    "StartContainer",
+    "Unhealthy",
+    "Waiting",
+    "backoff_from_labels",
+    "compute_pod_actions",
+    "should_restart",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,21 +68,6 @@ class KillContainer:
     record: ContainerRecord
     # Human message for the Killing event, e.g. "Container c failed liveness probe".
     message: str
-    grace_override: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unhealthy:
-    """A liveness or startup verdict against one running container instance."""
-
-    container_id: str
-    probe: str  # "liveness" | "startup"
     grace_override: int | None = None
 
 
@@ -149,7 +154,7 @@ class _Planner:
         if sandbox is None:
             return None
         for c in self.state.instances(name):
-            if c.label("io.kubernetes.sandbox.id") == sandbox.id:
+            if c.label(naming.SANDBOX_ID) == sandbox.id:
                 return c
         return None
 
@@ -409,25 +414,3 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
-
-
-def backoff_from_labels(state: PodRuntimeState) -> dict[str, BackOffEntry]:
-    """Crash back-off of each container as its latest instance recorded it.
-
-    Used when a worker starts for pods found on Docker (after an agent
-    restart), so a crash loop keeps its delay instead of restarting at once.
-    """
-    entries: dict[str, BackOffEntry] = {}
-    for record in state.containers:
-        if record.name in entries:
-            continue
-        raw = record.label(naming.BACKOFF_DELAY)
-        try:
-            delay = float(raw) if raw else None
-        except ValueError:
-            delay = None
-        if delay is not None and delay > 0:
-            entries[record.name] = BackOffEntry(
-                delay=delay, last_update=record.started_at or record.created_at
-            )
-    return entries

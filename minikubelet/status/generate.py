@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from minikubelet.container.state import ContainerRecord, PodRuntimeState, Waiting
 from minikubelet.model.spec import Container, Pod, RestartPolicy
-from minikubelet.runtime.actions import Waiting
-from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
 from minikubelet.status.types import (
     ContainerStatus,
     PodCondition,

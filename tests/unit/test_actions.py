@@ -7,15 +7,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from minikubelet.container.state import ContainerRecord, Unhealthy
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod
-from minikubelet.runtime.actions import (
-    PodActions,
-    Unhealthy,
-    backoff_from_labels,
-    compute_pod_actions,
-)
-from minikubelet.runtime.state import ContainerRecord
+from minikubelet.runtime.actions import PodActions, compute_pod_actions
+from minikubelet.runtime.labels import backoff_from_labels
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
 from tests.unit.helpers import make_pod, rec, sandbox, state_of
 

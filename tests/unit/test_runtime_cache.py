@@ -11,8 +11,9 @@ import dataclasses
 
 import pytest
 
+from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.state import ContainerRecord, ContainerState
 from minikubelet.model.spec import PodUID
-from minikubelet.runtime.state import ContainerRecord, ContainerState, RuntimeCache
 from tests.unit.helpers import make_pod, rec
 
 POD = make_pod(("a", "b"))
