@@ -148,7 +148,6 @@ class DockerExecutor:
         slow_pool_size: int = SLOW_POOL_SIZE,
     ) -> None:
         self._base_url = base_url
-        self.pool_size = pool_size
         self._quick = _Lane(base_url, threads=pool_size, name="docker")
         # docker-py lengthens a stop's read timeout by the stop's own, and a
         # pull's applies between progress messages, so one client timeout suits both.

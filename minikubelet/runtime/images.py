@@ -113,9 +113,6 @@ class ImageStore:
     def forget(self, ref: str) -> None:
         self._cache.pop(ref, None)
 
-    def forget_all(self) -> None:
-        self._cache.clear()
-
     async def inspect(self, ref: str) -> ImageInfo | None:
         """The image if present, from the cache when known; one engine call per ref at a time."""
         info = self._cache.get(ref)
