@@ -41,12 +41,12 @@ from bench.common import (
     spread,
     write_results,
 )
+from minikubelet.container.cache import RuntimeCache
 from minikubelet.model.spec import ExecAction, HTTPGetAction, TCPSocketAction
 from minikubelet.prober.handlers import ProbeRunner, ProbeTarget
 from minikubelet.runtime.docker import DockerRuntime, RuntimeConfig
 from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.executor import DockerExecutor
-from minikubelet.runtime.state import RuntimeCache
 
 NETWORK, CIDR = "minikubelet-bench", "10.219.0.0/16"
 SAMPLES = 50

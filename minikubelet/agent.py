@@ -19,6 +19,7 @@ from aiohttp import web
 from minikubelet.config.file import FileSource
 from minikubelet.config.merge import PodConfig
 from minikubelet.config.source import SeenTimes, SourceSnapshot
+from minikubelet.container.cache import RuntimeCache
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.health import Health, always_ok
@@ -30,7 +31,6 @@ from minikubelet.runtime.docker import DockerRuntime, RuntimeConfig
 from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.owner import claim_node
-from minikubelet.runtime.state import RuntimeCache
 from minikubelet.server.serve import ServerDeps, serve
 from minikubelet.settings import Settings
 from minikubelet.status.manager import StatusManager
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 1.5
 # How often parts without a task of their own (a thread, the listening socket) are checked.
 PART_CHECK_PERIOD = 1.0
+# The kubelet's housekeeping runs every 2 s; what is left to do here is slow-moving.
+HOUSEKEEPING_PERIOD = 30.0
 
 
 def _serving(runner: web.AppRunner) -> bool:
@@ -172,6 +174,7 @@ class Agent:
             supervisor.spawn("source:file", self.source.run())
             supervisor.spawn("events", self._watch_event_stream())
             supervisor.spawn("server", self._watch_server())
+            supervisor.spawn("housekeeping", self._housekeeping())
             log.info(
                 "minikubelet running as node %s (host IP %s, manifests in %s)",
                 self.node_name,
@@ -192,6 +195,24 @@ class Agent:
             await asyncio.sleep(PART_CHECK_PERIOD)
             if not self.runtime.events_alive():
                 raise RuntimeError("the Docker event stream thread is gone")
+
+    async def _housekeeping(self) -> None:
+        """Forget what belongs to pods that are gone: their directories, their first-seen times.
+
+        A pod directory can outlive its pod when the agent stopped during a
+        removal. Nothing is done while the engine's view is stale or before
+        every source has been seen whole, when a pod could look gone but is not.
+        """
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_PERIOD)
+            if self.config is None or not self.config.ready or self.cache.stale:
+                continue
+            keep = set(self.config.desired) | set(self.workers.workers) | self.cache.pod_uids()
+            self.seen.forget_except(set(keep))
+            try:
+                await self.runtime.remove_orphaned_pod_dirs(keep)
+            except OSError as e:
+                log.warning("cleaning up pod directories failed: %s", e)
 
     async def _watch_server(self) -> None:
         while True:

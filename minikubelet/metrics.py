@@ -16,7 +16,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from minikubelet.runtime.state import ContainerRecord
+from minikubelet.container.state import ContainerRecord
 
 # Probe lags are milliseconds when things go well; the buckets resolve that.
 LAG_BUCKETS = (

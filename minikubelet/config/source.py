@@ -7,6 +7,7 @@ get right than deltas, and cheap at node scale (110 pods).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -51,16 +52,27 @@ class SeenTimes:
         self._clock = clock
         self._fmt = fmt
         self._seen: dict[str, str] = {}
+        # Manifests are read on a thread of their own while housekeeping
+        # prunes from the event loop.
+        self._lock = threading.Lock()
 
     def seed(self, uid: str, value: str) -> None:
-        self._seen.setdefault(uid, value)
+        with self._lock:
+            self._seen.setdefault(uid, value)
 
     def __call__(self, uid: str) -> str:
-        value = self._seen.get(uid)
-        if value is None:
-            value = self._seen[uid] = self._fmt(self._clock())
-        return value
+        with self._lock:
+            value = self._seen.get(uid)
+            if value is None:
+                value = self._seen[uid] = self._fmt(self._clock())
+            return value
 
     def forget_except(self, uids: set[str]) -> None:
-        for uid in [u for u in self._seen if u not in uids]:
-            del self._seen[uid]
+        """Drop the times of pods no longer known, so the map does not grow forever."""
+        with self._lock:
+            for uid in [u for u in self._seen if u not in uids]:
+                del self._seen[uid]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.state import ContainerRecord
 from minikubelet.errors import MinikubeletError
 from minikubelet.model.spec import Container, Pod, PodUID
 from minikubelet.prober.handlers import Executor
 from minikubelet.runtime.actions import StartContainer
-from minikubelet.runtime.docker import PodContext
-from minikubelet.runtime.state import ContainerRecord, RuntimeCache
+from minikubelet.runtime.pods import PodContext
 from minikubelet.runtime.volumes import PodDirectory
 
 # Runs a container's postStart hook once it has started; the next container waits for it.

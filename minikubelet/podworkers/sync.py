@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from minikubelet.container.refs import container_field_path
+from minikubelet.container.state import ContainerRecord, PodRuntimeState, Waiting
 from minikubelet.errors import (
     ImagePullError,
     MinikubeletError,
@@ -37,15 +39,12 @@ from minikubelet.runtime.actions import (
     KillContainer,
     PodActions,
     StartContainer,
-    Waiting,
-    backoff_from_labels,
     compute_pod_actions,
 )
-from minikubelet.runtime.docker import PodContext, PodEventSink
-from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
+from minikubelet.runtime.labels import backoff_from_labels
+from minikubelet.runtime.pods import PodContext, PodEventSink
 from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
-from minikubelet.status.refs import container_field_path
 from minikubelet.util.backoff import BackOffEntry
 from minikubelet.util.timefmt import parse_docker_time
 

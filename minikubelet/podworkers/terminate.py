@@ -21,15 +21,15 @@ import json
 import logging
 from collections.abc import Callable
 
+from minikubelet.container.refs import container_field_path
+from minikubelet.container.state import ContainerRecord, PodRuntimeState
 from minikubelet.events import EventType
 from minikubelet.lifecycle import HookError, HookRunner, HookTarget
 from minikubelet.model import naming
 from minikubelet.model.build import build_handler
 from minikubelet.model.spec import Handler, Pod, PodUID
 from minikubelet.podworkers.runtime import PodRuntime
-from minikubelet.runtime.docker import PodEventSink
-from minikubelet.runtime.state import ContainerRecord, PodRuntimeState
-from minikubelet.status.refs import container_field_path
+from minikubelet.runtime.pods import PodEventSink
 
 log = logging.getLogger(__name__)
 

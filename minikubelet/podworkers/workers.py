@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Protocol
 
+from minikubelet.container.state import PodRuntimeState
 from minikubelet.errors import RuntimeUnavailableError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.lifecycle import HookRunner
@@ -35,7 +36,6 @@ from minikubelet.podworkers.settings import WorkerSettings
 from minikubelet.podworkers.sync import PodSync, SyncDeps
 from minikubelet.podworkers.terminate import Terminator
 from minikubelet.prober.manager import ProbeManager
-from minikubelet.runtime.state import PodRuntimeState
 from minikubelet.status.manager import StatusManager
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.refs import container_field_path
 from minikubelet.container.state import ContainerRecord, PodRuntimeState, Unhealthy
 from minikubelet.events import EventType
 from minikubelet.metrics import Metrics
@@ -30,7 +31,6 @@ from minikubelet.model.spec import Container, Pod, PodUID, Probe
 from minikubelet.prober.handlers import Executor, ProbeRunner, ProbeTarget
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
 from minikubelet.status.generate import ProbeView
-from minikubelet.status.refs import container_field_path
 
 log = logging.getLogger(__name__)
 

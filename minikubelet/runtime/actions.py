@@ -34,21 +34,7 @@ from minikubelet.container.state import (
 )
 from minikubelet.model import naming
 from minikubelet.model.spec import Container, Pod, RestartPolicy
-from minikubelet.runtime.labels import backoff_from_labels
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy
-
-# Waiting, Unhealthy and backoff_from_labels live elsewhere now; the pod
-# workers and tests still import them from here.
-__all__ = [
-    "KillContainer",
-    "PodActions",
-    "StartContainer",
-    "Unhealthy",
-    "Waiting",
-    "backoff_from_labels",
-    "compute_pod_actions",
-    "should_restart",
-]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,21 +31,11 @@ from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.exec import ExecRunner
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.images import ImageStore
-from minikubelet.runtime.inspect import termination_message
 from minikubelet.runtime.network import BridgeNetwork
 from minikubelet.runtime.pleg import Pleg
 from minikubelet.runtime.pods import PodContext, PodEventSink, PodManager, PostStart
-from minikubelet.runtime.volumes import PodDirectory, PodPaths
+from minikubelet.runtime.volumes import PodDirectory, PodPaths, remove_pod_dirs
 from minikubelet.util.backoff import ExponentialDelay
-
-# Kept importable from here while the pod workers and tests move their imports.
-__all__ = [
-    "DockerRuntime",
-    "PodContext",
-    "PodEventSink",
-    "RuntimeConfig",
-    "termination_message",
-]
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +195,11 @@ class DockerRuntime:
 
     async def remove_pod(self, uid: PodUID, *, keep_dir: bool = False) -> None:
         await self.pods.remove_pod(uid, keep_dir=keep_dir)
+
+    async def remove_orphaned_pod_dirs(self, keep: set[PodUID]) -> None:
+        """Delete pod directories of pods that are gone (an agent stopped mid-removal).
+
+        The kubelet's housekeeping does the same (cleanupOrphanedPodDirs); only
+        directories named by a valid uid are touched, through PodDirectory.remove.
+        """
+        await asyncio.to_thread(remove_pod_dirs, self.paths.pods, keep)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.refs import container_field_path
 from minikubelet.container.state import ContainerRecord, ContainerState
 from minikubelet.errors import (
     ConflictError,
@@ -324,12 +325,12 @@ class PodManager:
             EventType.NORMAL,
             "Created",
             f"Created container: {container.name}",
-            field_path=_field(pod, container),
+            field_path=container_field_path(pod, container.name),
         )
         return cid
 
     async def _ensure_image(self, pod: Pod, container: Container) -> ImageInfo:
-        field_path = _field(pod, container)
+        field_path = container_field_path(pod, container.name)
         try:
             info, pulled = await self._images.ensure(container.image, container.image_pull_policy)
         except MinikubeletError as e:
@@ -363,7 +364,7 @@ class PodManager:
                 EventType.WARNING,
                 "Failed",
                 f"Error: {e}",
-                field_path=_field(ctx.pod, container),
+                field_path=container_field_path(ctx.pod, container.name),
             )
             raise RunContainerError(str(e)) from e
         self._events(
@@ -371,7 +372,7 @@ class PodManager:
             EventType.NORMAL,
             "Started",
             f"Started container {container.name}",
-            field_path=_field(ctx.pod, container),
+            field_path=container_field_path(ctx.pod, container.name),
         )
 
     async def start_pod(
@@ -474,12 +475,3 @@ class PodManager:
             return
         if not await asyncio.to_thread(pod_dir.remove):
             log.error("pod %s: its directory %s was not entirely removed", uid, pod_dir.root)
-
-
-def _field(pod: Pod, container: Container) -> str:
-    section = (
-        "initContainers"
-        if any(c.name == container.name for c in pod.spec.init_containers)
-        else "containers"
-    )
-    return f"spec.{section}{{{container.name}}}"

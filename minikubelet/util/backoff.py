@@ -57,9 +57,6 @@ class BackOffPolicy:
             return BackOffEntry(delay=self.initial, last_update=now)
         return BackOffEntry(delay=min(entry.delay * 2, self.cap), last_update=now)
 
-    def remaining(self, entry: BackOffEntry, since: float, now: float) -> float:
-        return max(0.0, since + entry.delay - now)
-
 
 @dataclass(frozen=True, slots=True)
 class ExponentialDelay:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from minikubelet.container.state import (
+    ContainerID,
+    ContainerRecord,
+    ContainerState,
+    PodRuntimeState,
+)
 from minikubelet.model import naming
 from minikubelet.model.manifest import pod_from_document
 from minikubelet.model.spec import Pod, PodUID
-from minikubelet.runtime.state import ContainerID, ContainerRecord, ContainerState, PodRuntimeState
 
 UID = PodUID("0123456789abcdef0123456789abcdef")
 SANDBOX = "sb-current"

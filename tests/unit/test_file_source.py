@@ -361,3 +361,14 @@ def test_pod_config_waits_for_a_complete_snapshot() -> None:
     assert config.ready is True
     config.update(SourceSnapshot(source="file", pods=(), complete=False))
     assert config.ready is True
+
+
+def test_seen_times_are_kept_per_uid_and_forgotten_for_gone_pods() -> None:
+    clock = iter([1.0, 2.0, 3.0])
+    seen = SeenTimes(lambda: next(clock), str)
+    assert seen("a") == "1.0"
+    assert seen("b") == "2.0"
+    assert seen("a") == "1.0"
+    seen.forget_except({"a"})
+    assert len(seen) == 1
+    assert seen("b") == "3.0"  # a pod seen again later is seen anew

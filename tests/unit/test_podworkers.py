@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.state import ContainerRecord, ContainerState
 from minikubelet.errors import MinikubeletError
 from minikubelet.events import EventRecorder, EventType
 from minikubelet.lifecycle import HookRunner
@@ -32,13 +34,9 @@ from minikubelet.podworkers import PodWorkers, WorkerSettings, pod_ref
 from minikubelet.podworkers.runtime import PodRuntime, PostStart
 from minikubelet.prober.manager import ProbeManager
 from minikubelet.runtime.actions import StartContainer
-from minikubelet.runtime.docker import DockerRuntime, PodContext
-from minikubelet.runtime.state import (
-    ContainerRecord,
-    ContainerState,
-    RuntimeCache,
-    record_from_labels,
-)
+from minikubelet.runtime.docker import DockerRuntime
+from minikubelet.runtime.labels import record_from_labels
+from minikubelet.runtime.pods import PodContext
 from minikubelet.runtime.volumes import PodDirectory, PodPaths
 from minikubelet.status.manager import StatusManager
 from minikubelet.status.types import StateWaiting

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from aiohttp import web
 
+from minikubelet.container.cache import RuntimeCache
 from minikubelet.model.spec import (
     ExecAction,
     GRPCAction,
@@ -23,7 +24,6 @@ from minikubelet.model.spec import (
 from minikubelet.prober.handlers import OUTPUT_LIMIT, USER_AGENT, ProbeRunner, ProbeTarget
 from minikubelet.prober.manager import ProbeManager, period_overrides
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
-from minikubelet.runtime.state import RuntimeCache
 from tests.unit.helpers import make_pod, rec
 
 S, F, E = Outcome.SUCCESS, Outcome.FAILURE, Outcome.ERROR

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
+from minikubelet.container.refs import container_field_path
+from minikubelet.container.state import ContainerRecord, Waiting
 from minikubelet.model.spec import Pod
-from minikubelet.runtime.actions import Waiting
-from minikubelet.runtime.state import ContainerRecord
 from minikubelet.status.generate import ProbeView, generate_pod_status, qos_class
-from minikubelet.status.refs import container_field_path
 from minikubelet.status.types import PodPhase, PodStatus
 from tests.unit.helpers import make_pod, rec, sandbox, state_of
 

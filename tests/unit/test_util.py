@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from minikubelet.container.cache import RuntimeCache
+from minikubelet.container.state import ContainerState
 from minikubelet.errors import ConfigError
 from minikubelet.model.quantity import QuantityError, parse_quantity, to_int, to_milli
 from minikubelet.model.spec import PodUID
 from minikubelet.runtime.network import AddressExhaustedError, IPAllocator, PodNetwork
-from minikubelet.runtime.state import ContainerState, RuntimeCache
 from minikubelet.settings import build_settings
 from minikubelet.util.backoff import BackOffEntry, BackOffPolicy, ExponentialDelay
 from minikubelet.util.timefmt import parse_docker_time, rfc3339

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from minikubelet.container.state import ContainerState
 from minikubelet.errors import MountError
 from minikubelet.model import naming
 from minikubelet.runtime import volumes
-from minikubelet.runtime.docker import termination_message
+from minikubelet.runtime.inspect import termination_message
+from minikubelet.runtime.labels import record_from_labels
 from minikubelet.runtime.paths import UnsafePathError, contained, valid_pod_uid
-from minikubelet.runtime.state import ContainerState, record_from_labels
 from minikubelet.runtime.volumes import (
     EMPTY_DIR,
     PodDirectory,
