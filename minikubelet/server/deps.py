@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from minikubelet.config.merge import SourceError
+from minikubelet.events import EventRecorder
 from minikubelet.health import Health
 from minikubelet.status.manager import StatusManager
 
@@ -35,6 +36,8 @@ class ServerDeps:
     metrics: CollectorRegistry | None = None
     # The agent's named checks, run by /healthz beside the built-in ping and engine checks.
     health: Health | None = None
+    # What /api/v1/events lists; without it those paths answer 404.
+    recorder: EventRecorder | None = None
 
 
 @dataclass(frozen=True, slots=True)
