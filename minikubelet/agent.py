@@ -140,6 +140,7 @@ class Agent:
             auth_token=token,
             metrics=self.metrics.registry,
             health=self.health,
+            recorder=self.recorder,
         )
         self._runner = await serve(deps, self.settings.listen_host, self.settings.listen_port)
         log.info("serving status on http://%s", self.settings.listen)
