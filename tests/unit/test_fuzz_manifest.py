@@ -45,6 +45,11 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# A failing example's report may hold a multi-megabyte document; hypothesis
+# warns about the size of its repr, which filterwarnings=error would turn
+# into a failure of its own that hides the real one.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
 # Applied per test, so other modules' hypothesis settings are left alone.
 FUZZ = settings.get_profile(os.environ.get("MINIKUBELET_FUZZ_PROFILE", "default"))
 
