@@ -4,6 +4,10 @@ Every agent runs as its own process (``python -m minikubelet run``) with a
 tmp manifest directory, a tmp state directory, a free loopback port and a
 node name of its own; all its containers carry that node name, so teardown
 removes exactly them, even when a test fails.
+
+Tests observe an agent as its clients do: /pods, its recorded events
+(/api/v1/events), /healthz and the engine's own state. Its log's wording is
+no interface: the log is shown in failure messages, never asserted on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,6 +131,7 @@ class Agent:
         self.infra_image = infra_image
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
+        self.barriers = 0
 
     # --- process ---
 
@@ -162,18 +168,23 @@ class Agent:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until /healthz is "ok": every check passes (the engine answers, manifests
+        are read, the sync loop runs, the event stream is not stale)."""
+
         def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"agent exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
-            return (
-                self.get("/healthz", raw=True) == b"ok"
-                and "Docker event stream connected" in self.log()
-            )
+            return bool(self.get("/healthz", raw=True) == b"ok")
 
-        wait_until(ready, timeout=timeout, what="the agent to answer /healthz")
+        try:
+            wait_until(ready, timeout=timeout, what="the agent to answer /healthz with ok")
+        except AssertionError as e:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise  # it exited: the message has its log already
+            raise AssertionError(f"{e}\n{self.healthz()}\nagent log:\n{self.log_tail()}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -212,6 +223,18 @@ class Agent:
         except urllib.error.HTTPError as e:
             return int(e.code)
 
+    def healthz(self) -> str:
+        """``/healthz?verbose``: one ``[+]name ok`` or ``[-]name failed: reason`` line per check."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/healthz?verbose", timeout=5
+            ) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            return str(e.read().decode())
+        except OSError as e:
+            return f"/healthz?verbose: no answer: {e}"
+
     def pod_list(self) -> dict[str, Any]:
         result: dict[str, Any] = self.get("/pods")
         return result
@@ -249,6 +272,66 @@ class Agent:
             timeout=timeout,
             what=f"pod {name} running",
         )
+
+    # --- recorded events ---
+
+    def events(self, *, name: str | None = None, **fields: str) -> list[dict[str, Any]]:
+        """The agent's recorded events (v1 Events, oldest first) that match every field given.
+
+        ``name`` is a pod's manifest name, as for ``pod()``; the other keywords are those of
+        ``EVENT_FIELDS``. The agent does the matching, through ``fieldSelector``.
+        """
+        if name is not None:
+            fields["name"] = f"{name}-{self.node}"
+        selector = ",".join(
+            f"{EVENT_FIELDS[key]}={_escape(value)}" for key, value in fields.items()
+        )
+        query = "?" + urllib.parse.urlencode({"fieldSelector": selector}) if selector else ""
+        items: list[dict[str, Any]] = self.get(f"/api/v1/events{query}")["items"]
+        return items
+
+    def wait_event(
+        self, *, timeout: float = 10.0, message: str = "", count: int = 1, **fields: str
+    ) -> dict[str, Any]:
+        """The first event matching ``fields`` (as for ``events()``) whose message contains
+        ``message`` and which happened at least ``count`` times; fails after ``timeout``."""
+
+        def found() -> dict[str, Any] | None:
+            for event in self.events(**fields):
+                if message in event["message"] and event["count"] >= count:
+                    return event
+            return None
+
+        what = f"an event {fields}" + (f" saying {message!r}" if message else "")
+        try:
+            return wait_until(found, timeout=timeout, what=what)
+        except AssertionError as e:
+            recorded = "\n".join(
+                f"  {ev['type']} {ev['reason']} {ev['involvedObject']['name']} x{ev['count']}: "
+                f"{ev['message']}"
+                for ev in self.events()
+            )
+            raise AssertionError(
+                f"{e}\nrecorded events:\n{recorded}\nagent log:\n{self.log_tail()}"
+            ) from None
+
+    def sync_manifests(self) -> None:
+        """Until the agent has acted on every manifest change made before this call.
+
+        The directory is watched in order: once a file written now is reported in
+        /pods' ``errors``, every earlier change has reached the pods too. The probe
+        file is then removed again, and its error with it.
+        """
+        self.barriers += 1
+        probe = f"zz-barrier-{self.barriers}.yaml"
+        self.write(probe, "not: [a pod\n")
+
+        def reported() -> bool:
+            return any(Path(e["file"]).name == probe for e in self.pod_list()["errors"])
+
+        wait_until(reported, timeout=10, what=f"{probe} reported as unusable")
+        self.remove(probe)
+        wait_until(lambda: not reported(), timeout=10, what=f"{probe} forgotten")
 
     # --- manifests ---
 
@@ -303,6 +386,22 @@ class Agent:
 
 
 IMAGE = "localhost/minikubelet/busybox:1"
+
+# Keywords of Agent.events() and wait_event(), and the event fields they select on.
+EVENT_FIELDS = {
+    "name": "involvedObject.name",
+    "namespace": "involvedObject.namespace",
+    "uid": "involvedObject.uid",
+    "kind": "involvedObject.kind",
+    "field_path": "involvedObject.fieldPath",
+    "reason": "reason",
+    "type": "type",
+}
+
+
+def _escape(value: str) -> str:
+    """A fieldSelector value: backslash, comma and equals sign are escaped."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
 
 
 def sh(name: str, script: str, **more: Any) -> dict[str, Any]:
