@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import IMAGE, Agent, free_port, pod_manifest, sh, status_of
+from tests.integration.conftest import (
+    IMAGE,
+    Agent,
+    free_port,
+    pod_manifest,
+    sh,
+    status_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -23,6 +31,18 @@ def restarts(pod: dict[str, Any], name: str = "c") -> int:
 
 def conditions(pod: dict[str, Any]) -> dict[str, str]:
     return {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+
+
+def probes_run(agent: Agent, probe_type: str, result: str) -> int:
+    """``prober_probe_total`` for one probe type and result, from the agent's /metrics."""
+    metrics = agent.get("/metrics", raw=True).decode()
+    # Summed over the per-container series (labelled as the kubelet labels them).
+    wanted = (f'probe_type="{probe_type}"', f'result="{result}"')
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("prober_probe_total{") and all(w in line for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
 
 
 def exec_probe(*command: str, **timing: int) -> dict[str, Any]:
@@ -61,9 +81,18 @@ def test_failing_exec_liveness_restarts_the_container(agent: Agent) -> None:
     pod = agent.wait_pod("live", lambda p: restarts(p) >= 2, timeout=30)
     last = status_of(pod, "c")["lastState"]["terminated"]
     assert last["exitCode"] in (137, 0)
-    log = agent.log()
-    assert "Liveness probe failed" in log
-    assert "failed liveness probe, will be restarted" in log
+    path = "spec.containers{c}"
+    unhealthy = agent.wait_event(name="live", reason="Unhealthy", field_path=path)
+    assert unhealthy["type"] == "Warning"
+    assert unhealthy["message"].startswith("Liveness probe failed:")
+    # One Killing event, counted once per restart: its message does not change.
+    agent.wait_event(
+        name="live",
+        reason="Killing",
+        field_path=path,
+        message="Container c failed liveness probe, will be restarted",
+        count=2,
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,11 +105,17 @@ def test_http_liveness_404_restarts_302_does_not(agent: Agent, path: str, restar
         agent.wait_pod("h", lambda p: restarts(p) >= 1, timeout=30)
     else:
         agent.wait_running("h")
-        time.sleep(5)
+        # Two failures in a row would restart it: four successes in a row show it will not be.
+        wait_until(
+            lambda: probes_run(agent, "liveness", "successful") >= 4,
+            timeout=15,
+            what="four successful liveness probes",
+        )
         pod = agent.pod("h")
         assert pod is not None
         assert restarts(pod) == 0
-        assert "Liveness probe failed" not in agent.log()
+        assert probes_run(agent, "liveness", "failed") == 0
+        assert agent.events(name="h", reason="Unhealthy") == []
 
 
 def test_readiness_waits_for_initial_delay_and_never_restarts(agent: Agent) -> None:
@@ -146,12 +181,21 @@ def test_tcp_readiness_on_a_closed_port_is_never_ready(agent: Agent) -> None:
         ),
     )
     pod = agent.wait_pod("t", lambda p: ready(p, "open"), timeout=15)
-    time.sleep(3)
+    # Three failures (the default threshold) of the closed port's probe, each for the
+    # right reason, and still not ready.
+    refused = agent.wait_event(
+        name="t",
+        reason="Unhealthy",
+        field_path="spec.containers{closed}",
+        message="connection refused",
+        count=3,
+    )
+    assert refused["message"].startswith("Readiness probe failed:")
     pod = agent.pod("t") or {}
     assert not ready(pod, "closed")
     assert ready(pod, "open")
     assert conditions(pod)["ContainersReady"] == "False"
-    assert "connection refused" in agent.log()
+    assert agent.events(name="t", reason="Unhealthy", field_path="spec.containers{open}") == []
 
 
 def test_startup_probe_holds_back_a_failing_liveness_probe(agent: Agent) -> None:
@@ -174,11 +218,19 @@ def test_startup_probe_holds_back_a_failing_liveness_probe(agent: Agent) -> None
     pod = agent.wait_running("s")
     assert status_of(pod, "c")["started"] is False
     pod = agent.wait_pod("s", lambda p: status_of(p, "c")["started"] is True, timeout=20)
-    time.sleep(2)
+    # Liveness runs from the start on, and passes: no probe failed before it either.
+    wait_until(
+        lambda: probes_run(agent, "liveness", "successful") >= 2,
+        timeout=10,
+        what="two successful liveness probes after the start",
+    )
     pod = agent.pod("s") or {}
     assert restarts(pod) == 0
     assert ready(pod)
-    assert "Liveness probe failed" not in agent.log()
+    assert probes_run(agent, "liveness", "failed") == 0
+    unhealthy = [e["message"] for e in agent.events(name="s", reason="Unhealthy")]
+    assert unhealthy, "the startup probe failed for 4 s and said so"
+    assert all(m.startswith("Startup probe ") for m in unhealthy), unhealthy
 
 
 def test_named_port_http_readiness(agent: Agent) -> None:
@@ -187,7 +239,11 @@ def test_named_port_http_readiness(agent: Agent) -> None:
     pod = agent.wait_pod("n", ready, timeout=15)
     assert conditions(pod)["Ready"] == "True"
     metrics = agent.get("/metrics", raw=True).decode()
-    assert 'prober_probe_total{probe_type="readiness",result="successful"}' in metrics
+    # Labelled per container, as the kubelet's prober_probe_total is.
+    assert (
+        f'prober_probe_total{{container="c",namespace="default",pod="n-{agent.node}",'
+        f'pod_uid="{pod["metadata"]["uid"]}",probe_type="readiness",result="successful"}}'
+    ) in metrics
     assert "kubelet_running_pods 1.0" in metrics
 
 
@@ -206,10 +262,13 @@ def test_probe_hanging_past_its_timeout_is_a_failure(agent: Agent) -> None:
         ),
     )
     agent.wait_running("slow")
-    time.sleep(3.5)
+    agent.wait_event(
+        name="slow",
+        reason="Unhealthy",
+        message="Readiness probe failed: command timed out after 1s",
+    )
     pod = agent.pod("slow") or {}
     assert not ready(pod)
-    assert "Readiness probe failed: command timed out after 1s" in agent.log()
 
 
 @pytest.fixture
@@ -244,7 +303,8 @@ def test_grpc_readiness_of_a_host_network_pod(agent: Agent, health_server: tuple
     agent.wait_pod("g", ready, timeout=15, what="ready while SERVING")
     servicer.set("shop", health_pb2.HealthCheckResponse.NOT_SERVING)
     agent.wait_pod("g", lambda p: not ready(p), timeout=10, what="not ready when NOT_SERVING")
-    assert "NOT_SERVING" in agent.log()
+    unhealthy = agent.wait_event(name="g", reason="Unhealthy", message="NOT_SERVING")
+    assert unhealthy["message"].startswith("Readiness probe failed:")
 
 
 def test_sub_second_period_from_the_annotation_still_restarts(agent: Agent) -> None:
@@ -267,7 +327,11 @@ def test_sub_second_period_from_the_annotation_still_restarts(agent: Agent) -> N
         "fast", lambda p: restarts(p) >= 1, timeout=8, what="a restart within seconds"
     )
     assert status_of(pod, "c")["lastState"]["terminated"]["exitCode"] in (137, 0)
-    assert "failed liveness probe, will be restarted" in agent.log()
+    agent.wait_event(
+        name="fast",
+        reason="Killing",
+        message="Container c failed liveness probe, will be restarted",
+    )
 
 
 def test_hanging_exec_probes_do_not_starve_other_pods(agent: Agent) -> None:
@@ -290,6 +354,7 @@ def test_hanging_exec_probes_do_not_starve_other_pods(agent: Agent) -> None:
     )
     agent.wait_running("stuck")
     agent.wait_pod("fine", ready, timeout=15)
+    # Deliberately watches for 6 s, to show the healthy pod never turns unready meanwhile.
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
         pod = agent.pod("fine") or {}
