@@ -68,7 +68,10 @@ def test_stops_in_their_grace_period_leave_pod_starts_and_healthz_alone(agent: A
         for i in range(STUBBORN_PODS):
             agent.remove(f"stubborn{i}.yaml")
         wait_until(
-            lambda: agent.log().count("Stopping container c") >= STUBBORN_PODS,
+            lambda: (
+                len(agent.events(reason="Killing", field_path="spec.containers{c}"))
+                >= STUBBORN_PODS
+            ),
             timeout=10,
             what="every stubborn pod's stop to begin",
         )
