@@ -130,6 +130,13 @@ def answers(agent: Agent) -> bool:
     return ask(agent, get("/pods")).status == 200 and ask(agent, get("/healthz")).status == 200
 
 
+def reset(sock: socket.socket) -> bool:
+    """Whether the peer reset the connection (state CLOSE; a close leaves CLOSE_WAIT),
+    seen without reading, so the reset is still there for the next read to report."""
+    tcp_close = 7  # include/net/tcp_states.h
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == tcp_close
+
+
 def _drain(sock: socket.socket) -> None:
     """Read what the kernel already holds, until the connection ends (bounded by a size)."""
     for _ in range(10_000):
@@ -257,7 +264,7 @@ def test_a_watcher_that_never_reads_is_dropped(agent: Agent, held: list[socket.s
         manifest["metadata"]["annotations"] = {"pad": pad}
         agent.write(f"big{i}.yaml", manifest)
     wait_until(
-        lambda: "it read nothing for 10s" in agent.log(),
+        lambda: reset(stalled),
         timeout=90,
         what="the stalled watcher dropped after the 10 s write timeout",
     )
@@ -286,6 +293,6 @@ def test_a_malformed_corpus_gets_only_client_errors(agent: Agent) -> None:
     health = ask(agent, get("/healthz?verbose")).body.decode().splitlines()
     assert health[-1] == "healthz check passed", health
     assert agent.pod("web") is not None
+    # The garbage is never logged as an error with a traceback (the one DEBUG line each
+    # is tests/unit/test_server_abuse.py's to check).
     assert server_errors(agent) == []
-    # The garbage is logged at DEBUG, one line each, never as an error with a traceback.
-    assert "malformed request from" in agent.log()
