@@ -6,8 +6,10 @@ node name of its own; all its containers carry that node name, so teardown
 removes exactly them, even when a test fails.
 
 Tests observe an agent as its clients do: /pods, its recorded events
-(/api/v1/events), /healthz and the engine's own state. Its log's wording is
-no interface: the log is shown in failure messages, never asserted on.
+(/api/v1/events), /healthz and the engine's own state. The log is shown in
+failure messages; its wording is asserted on only where the log itself is
+under test (test_endpoint_abuse.py) or is all that a process refusing to
+start leaves (test_hostile_input.py).
 """
 
 from __future__ import annotations
