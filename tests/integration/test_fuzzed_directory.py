@@ -168,7 +168,7 @@ def test_fuzzed_directory_keeps_the_agent_healthy(agent: Agent) -> None:
     for error in listing["errors"]:
         assert os.path.basename(error["file"]) in {p.name for p in files}
         assert error["message"]
-    assert agent.get("/healthz", raw=True) == b"ok"
+    assert agent.get_status("/healthz") == 200, agent.healthz()
     assert agent.proc is not None
     assert agent.proc.poll() is None
     # Still responsive to the next change, and it runs.
