@@ -7,7 +7,7 @@ DEMO_IMAGE := localhost/minikubelet/busybox:1
 LISTEN ?= 127.0.0.1:10255
 PYTEST_ARGS ?=
 
-.PHONY: all venv docker image run test lint unit integration bench fuzz clean
+.PHONY: all venv docker image run test lint unit integration bench fuzz soak clean
 
 all: test
 
@@ -51,6 +51,13 @@ fuzz: venv
 
 bench: image
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The soak (issue 10), not part of CI: 110 probed pods under manifest churn and
+# killed containers, then end checks; takes SOAK_MINUTES plus a few minutes.
+SOAK_MINUTES ?= 10
+soak: image
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[soak]'
+	$(PY) -m bench soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(STATE) .mypy_cache .ruff_cache .pytest_cache

@@ -1,16 +1,19 @@
-"""``python -m bench [pods|lifecycle|probes|all] [options]``"""
+"""``python -m bench [pods|lifecycle|probes|all|soak] [options]``
+
+``all`` is the benchmarks; ``soak`` (a 10-minute endurance run with end checks) runs alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import lifecycle, pods, probes
+from bench import lifecycle, pods, probes, soak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["pods", "lifecycle", "probes", "all"]
+        "which", nargs="?", default="all", choices=["pods", "lifecycle", "probes", "all", "soak"]
     )
     parser.add_argument("--rounds", type=int, default=3, help="pods: paired rounds (default 3)")
     parser.add_argument(
@@ -24,7 +27,18 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="lifecycle: default 60")
     parser.add_argument("--probe-pods", type=int, default=110, help="probes: default 110")
     parser.add_argument("--probe-seconds", type=float, default=60.0, help="probes: default 60")
+    parser.add_argument("--minutes", type=float, default=10.0, help="soak: churn (default 10)")
+    parser.add_argument("--soak-pods", type=int, default=110, help="soak: default 110")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=soak.DEFAULT_SETTLE,
+        help=f"soak: deadline for the end checks after churn (default {soak.DEFAULT_SETTLE:g})",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="soak: random seed (default: new)")
     args = parser.parse_args()
+    if args.which == "soak":
+        raise SystemExit(soak.main(args.soak_pods, args.minutes, args.settle_seconds, args.seed))
     if args.which in ("pods", "all"):
         pods.main(args.rounds, args.sizes)
     if args.which in ("lifecycle", "all"):

@@ -314,3 +314,56 @@ def machine_summary() -> str:
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
         f"python {sys.version.split()[0]}, docker-py {docker.__version__}"
     )
+
+
+def pod_running_and_ready(pod: dict[str, Any]) -> bool:
+    """Running with every container of its spec running and ready, as ``/pods`` shows it."""
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    return (
+        status.get("phase") == "Running"
+        and len(statuses) == len(pod["spec"]["containers"])
+        and all("running" in s["state"] and s["ready"] for s in statuses)
+    )
+
+
+def manifest_uids(directory: Path, node: str) -> dict[str, str]:
+    """File name -> pod uid, for every manifest in ``directory``, by the agent's own loader.
+
+    The uid hashes the parsed pod, the node and the path, so a benchmark that
+    computed it itself would test its copy of the rule, not the agent.
+    """
+    from minikubelet.config.file import is_manifest_name, load_manifest_file
+
+    out: dict[str, str] = {}
+    for path in sorted(directory.iterdir()):
+        if is_manifest_name(path.name):
+            _, pod = load_manifest_file(path, node_name=node, seen=lambda uid: "")
+            out[path.name] = str(pod.uid)
+    return out
+
+
+def offline_sandbox_image() -> str:
+    """The agent's locally built sandbox image, with no registry asked for the real pause.
+
+    ``sandbox_image`` tries registry.k8s.io first; a run that must talk only
+    to this machine asks for the local name itself, which is either present
+    or (its ``localhost`` pull refused at once) built.
+    """
+    import platform
+
+    from minikubelet.runtime import pause
+    from minikubelet.runtime.executor import DockerExecutor
+    from minikubelet.runtime.images import LOCAL_PAUSE_REPOSITORY, ImageStore
+
+    machine = pause.normalize_machine(platform.machine())
+    local = f"{LOCAL_PAUSE_REPOSITORY}:{pause.PAUSE_VERSION}-{machine}"
+
+    async def build() -> str:
+        executor = DockerExecutor()
+        try:
+            return await ImageStore(executor).ensure_pause_image(local, pull_timeout=10)
+        finally:
+            executor.shutdown()
+
+    return asyncio.run(build())
