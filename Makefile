@@ -47,7 +47,7 @@ test: lint image
 
 # The long fuzzing profile: >= 10,000 generated manifests through parse -> validate -> build.
 fuzz: venv
-	MINIKUBELET_FUZZ_PROFILE=long $(VENV)/bin/pytest tests/unit/test_fuzz_manifest.py $(PYTEST_ARGS)
+	MINIKUBELET_FUZZ_PROFILE=long $(VENV)/bin/pytest tests/unit/test_fuzz_manifest.py --timeout=0 $(PYTEST_ARGS)
 
 bench: image
 	$(PY) -m bench $(BENCH_ARGS)

@@ -8,8 +8,10 @@ rather than kept up to date on every change.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
@@ -66,13 +68,14 @@ class Metrics:
         self.probes = PromCounter(
             "prober_probe_total",
             "Cumulative number of liveness, readiness or startup probes for a container",
-            ["probe_type", "result"],
+            # The kubelet's labels, so its dashboards and alerts work unchanged.
+            ["probe_type", "result", "container", "pod", "namespace", "pod_uid"],
             registry=self.registry,
         )
         self.probe_duration = Histogram(
             "prober_probe_duration_seconds",
             "Duration in seconds for a probe response",
-            ["probe_type"],
+            ["probe_type", "container", "pod", "namespace"],
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -87,7 +90,32 @@ class Metrics:
     def watch_runtime(self, records: Callable[[], list[ContainerRecord]]) -> None:
         self.registry.register(_RuntimeCollector(records))
 
-    def probe_ran(self, probe_type: str, result: str, duration: float, lag: float) -> None:
-        self.probes.labels(probe_type, result).inc()
-        self.probe_duration.labels(probe_type).observe(duration)
-        self.probe_lag.labels(probe_type).observe(max(lag, 0.0))
+    def probe_ran(self, probe: ProbeLabels, result: str, duration: float, lag: float) -> None:
+        self.probes.labels(probe.probe_type, result, *probe.container_labels, probe.pod_uid).inc()
+        self.probe_duration.labels(probe.probe_type, *probe.container_labels).observe(duration)
+        self.probe_lag.labels(probe.probe_type).observe(max(lag, 0.0))
+
+    def probe_removed(self, probe: ProbeLabels) -> None:
+        """Forget a probe's series when it stops, as the kubelet's prober worker does,
+        so pods that come and go do not grow /metrics forever."""
+        for result in PROBE_RESULTS:
+            with contextlib.suppress(KeyError):
+                self.probes.remove(probe.probe_type, result, *probe.container_labels, probe.pod_uid)
+        with contextlib.suppress(KeyError):
+            self.probe_duration.remove(probe.probe_type, *probe.container_labels)
+
+
+PROBE_RESULTS = ("successful", "failed", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeLabels:
+    probe_type: str
+    container: str
+    pod: str
+    namespace: str
+    pod_uid: str
+
+    @property
+    def container_labels(self) -> tuple[str, str, str]:
+        return (self.container, self.pod, self.namespace)

@@ -235,6 +235,7 @@ class PodWorkers:
                 ),
                 clock=clock,
                 metrics=metrics,
+                host_ip=settings.host_ip,
             )
         )
         self.terminator = Terminator(runtime, self.hooks, clock=clock, event=self.event)

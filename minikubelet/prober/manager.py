@@ -26,7 +26,7 @@ from minikubelet.container.cache import RuntimeCache
 from minikubelet.container.refs import container_field_path
 from minikubelet.container.state import ContainerRecord, PodRuntimeState, Unhealthy
 from minikubelet.events import EventType
-from minikubelet.metrics import Metrics
+from minikubelet.metrics import Metrics, ProbeLabels
 from minikubelet.model.spec import Container, Pod, PodUID, Probe
 from minikubelet.prober.handlers import Executor, ProbeRunner, ProbeTarget
 from minikubelet.prober.state import Outcome, ProbeKind, ProbeTracker, Result, Skip
@@ -102,6 +102,27 @@ class ProbeWorker:
         if self.task is not None:
             self.task.cancel()
 
+    def retire(self) -> None:
+        """Stop for good (the pod or its probe is gone), and forget its metric series.
+
+        A new instance of the container keeps the series, as the kubelet's
+        per-container worker does; only a probe that is gone drops it, so pods
+        that come and go do not grow /metrics forever.
+        """
+        self.stop()
+        if self.manager.metrics is not None:
+            self.manager.metrics.probe_removed(self.labels)
+
+    @property
+    def labels(self) -> ProbeLabels:
+        return ProbeLabels(
+            probe_type=self.kind.value.lower(),
+            container=self.container.name,
+            pod=self.pod.name,
+            namespace=self.pod.namespace,
+            pod_uid=self.pod.uid,
+        )
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         manager = self.manager
@@ -157,8 +178,7 @@ class ProbeWorker:
             result = {Outcome.SUCCESS: "successful", Outcome.FAILURE: "failed"}.get(
                 outcome, "unknown"
             )
-            kind = self.kind.value.lower()
-            manager.metrics.probe_ran(kind, result, time.perf_counter() - began, lag)
+            manager.metrics.probe_ran(self.labels, result, time.perf_counter() - began, lag)
         if outcome is not Outcome.SUCCESS:
             verb = "failed" if outcome is Outcome.FAILURE else "errored"
             manager.event(
@@ -183,8 +203,11 @@ class ProbeManager:
         event: EventSink,
         clock: Callable[[], float],
         metrics: Metrics | None = None,
+        host_ip: str = "",
     ) -> None:
         self.runner = ProbeRunner(executor)
+        # Where hostNetwork pods are probed: their podIP is the node's address.
+        self.host_ip = host_ip
         self.cache = cache
         self.event = event
         self.clock = clock
@@ -219,7 +242,10 @@ class ProbeManager:
                 if worker is not None:
                     worker.stop()
                 pod_ip = state.pod_ip
-                host = "127.0.0.1" if pod.spec.host_network or not pod_ip else pod_ip
+                if pod.spec.host_network:
+                    host = self.host_ip or "127.0.0.1"
+                else:
+                    host = pod_ip or "127.0.0.1"
                 period = overrides.get((container.name, kind), float(probe.period_seconds))
                 worker = ProbeWorker(
                     self,
@@ -234,7 +260,7 @@ class ProbeManager:
                 self._workers[key] = worker
                 worker.start()
         for key in [k for k in self._workers if k[0] == pod.uid and k not in wanted]:
-            self._workers.pop(key).stop()
+            self._workers.pop(key).retire()
 
     def _worker(self, pod: Pod, name: str, kind: ProbeKind) -> ProbeWorker | None:
         return self._workers.get((pod.uid, name, kind))
@@ -288,7 +314,7 @@ class ProbeManager:
     def remove_pod(self, uid: PodUID) -> None:
         self._wakers.pop(uid, None)
         for key in [k for k in self._workers if k[0] == uid]:
-            self._workers.pop(key).stop()
+            self._workers.pop(key).retire()
 
     async def close(self) -> None:
         workers = list(self._workers.values())

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from minikubelet.config.merge import SourceError
 from minikubelet.health import Health
-from minikubelet.metrics import Metrics
+from minikubelet.metrics import Metrics, ProbeLabels
 from minikubelet.server.app import ServerDeps, ServerLimits, make_app
 from minikubelet.server.healthz import HealthChecks
 from minikubelet.status.manager import StatusManager
@@ -390,12 +390,20 @@ def test_a_closed_subscription_keeps_what_was_queued() -> None:
 
 async def test_metrics_in_prometheus_text_format(engine: Engine, status: StatusManager) -> None:
     metrics = Metrics()
-    metrics.probe_ran("readiness", "successful", 0.002, 0.0004)
+    labels = ProbeLabels("readiness", "c", "web-n1", "default", "u1")
+    metrics.probe_ran(labels, "successful", 0.002, 0.0004)
     deps = ServerDeps(status=status, engine=engine, source_errors=list, metrics=metrics.registry)
     async for client in _client(deps):
         resp = await client.get("/metrics")
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
         text = await resp.text()
-        assert 'prober_probe_total{probe_type="readiness",result="successful"} 1.0' in text
+        assert (
+            'prober_probe_total{container="c",namespace="default",pod="web-n1",pod_uid="u1",'
+            'probe_type="readiness",result="successful"} 1.0'
+        ) in text
         assert 'minikubelet_probe_lag_seconds_bucket{le="0.001",probe_type="readiness"} 1.0' in text
+        # A probe that is gone takes its series with it.
+        metrics.probe_removed(labels)
+        text = await (await client.get("/metrics")).text()
+        assert 'pod_uid="u1"' not in text
