@@ -119,15 +119,19 @@ def _check_consistent(agent: Agent, desired: set[str]) -> None:
 def _settles_consistent(agent: Agent, desired: set[str], timeout: float = 20.0) -> None:
     """Consistent within ``timeout``: engine calls a killed agent left in flight may
     still land after the next agent started, and it must then clean them up."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def consistent() -> bool:
         try:
             _check_consistent(agent, desired)
-            return
         except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            return False
+        return True
+
+    try:
+        wait_until(consistent, timeout=timeout, what="consistent pods", interval=0.2)
+    except AssertionError:
+        _check_consistent(agent, desired)  # fails saying what is wrong
+        raise
 
 
 def test_sigkill_at_random_points_leaves_no_duplicates_or_orphans(
@@ -153,6 +157,8 @@ def test_sigkill_at_random_points_leaves_no_duplicates_or_orphans(
                 generation[i] += 1
                 agent.write(f"p{i}.yaml", manifest(i, generation[i]))
         agent.start()
+        # Not a wait for anything: lets a random share of the agent's work happen, so the
+        # kill lands at a random point of it.
         time.sleep(rng.uniform(0.0, 1.2))
         agent.stop(signal.SIGKILL)
 
@@ -177,6 +183,7 @@ def test_sigkill_at_random_points_leaves_no_duplicates_or_orphans(
     agent.start()
     for i in range(pods):
         agent.wait_running(f"p{i}")
+    # Deliberately lets time pass after the adoption, to show that nothing is replaced.
     time.sleep(1.0)
     assert running_ids(agent) == before
     _check_consistent(agent, desired)
