@@ -226,6 +226,10 @@ class Agent:
             return self.source.directory_error if self.source is not None else "not started"
 
         async def events() -> str | None:
+            # Until the stream first connects the cache is not marked stale, yet
+            # a container's death would go unseen.
+            if not self.runtime.events_connected():
+                return "not connected to the Docker event stream"
             if self.runtime.is_stale():
                 return "the Docker event stream is reconnecting; pod state may be stale"
             return None

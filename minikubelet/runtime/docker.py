@@ -142,9 +142,13 @@ class DockerRuntime:
     def is_stale(self) -> bool:
         return self.cache.stale
 
+    def events_connected(self) -> bool:
+        """True once the event stream is connected (and while it stays so)."""
+        return self.pleg.stream_up
+
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
-            return await asyncio.wait_for(self.executor.call(calls.ping), timeout)
+            return await asyncio.wait_for(self.executor.call_health(calls.ping), timeout)
         except (TimeoutError, MinikubeletError):
             return False
 

@@ -152,6 +152,9 @@ class DockerExecutor:
         # docker-py lengthens a stop's read timeout by the stop's own, and a
         # pull's applies between progress messages, so one client timeout suits both.
         self._slow = _Lane(base_url, threads=slow_pool_size, name="docker-slow")
+        # /healthz's ping: behind fifty pod creations in the quick lane it would
+        # time out and report a healthy engine as gone.
+        self._health = _Lane(base_url, threads=1, name="docker-health")
 
     @property
     def base_url(self) -> str | None:
@@ -160,6 +163,10 @@ class DockerExecutor:
     async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run ``fn(client, *args, **kwargs)`` in the quick lane; errors come back translated."""
         return await self._quick.call(fn, args, kwargs)
+
+    async def call_health(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """As ``call``, in a lane of its own for health checks, which nothing else can fill."""
+        return await self._health.call(fn, args, kwargs)
 
     async def call_slow(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """As ``call``, in the lane for calls that may block for seconds (stops, pulls)."""
@@ -173,7 +180,9 @@ class DockerExecutor:
         """Forget the clients after the engine went away, so the API version is asked anew."""
         self._quick.reset_client()
         self._slow.reset_client()
+        self._health.reset_client()
 
     def shutdown(self) -> None:
         self._quick.shutdown()
         self._slow.shutdown()
+        self._health.shutdown()

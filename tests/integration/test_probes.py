@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -295,8 +295,14 @@ def health_server() -> Iterator[tuple[int, Any]]:
         server.stop(0).wait(5)
 
 
-def test_grpc_readiness_of_a_host_network_pod(agent: Agent, health_server: tuple[int, Any]) -> None:
+def test_grpc_readiness_of_a_host_network_pod(
+    make_agent: Callable[..., Agent], health_server: tuple[int, Any]
+) -> None:
     from grpc_health.v1 import health_pb2
+
+    # A hostNetwork pod is probed at the node's address, as on the kubelet; the
+    # test's server listens on loopback only, so loopback is the node here.
+    agent = make_agent("--node-ip", "127.0.0.1")
 
     port, servicer = health_server
     probe = {"grpc": {"port": port, "service": "shop"}, "periodSeconds": 1, "failureThreshold": 1}
