@@ -1,14 +1,14 @@
 """Kubernetes-style events: what happened to which object, deduplicated and kept for a while.
 
-Producers (pod workers, the manifest source) call ``record``; readers list the
-ring buffer or subscribe to a feed, the way the events API and its watch will.
+Producers (pod workers, the manifest source) call ``record``; the events API
+(server/events.py) lists the ring buffer. A watch of events (kubectl get
+events -w) will add a feed here when it comes.
 Like the kubelet's correlator, a repeat of the same event on the same object
 raises its ``count`` instead of adding a new one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from collections import OrderedDict
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
 MAX_MESSAGE = 1024
-SUBSCRIBER_QUEUE = 1000
 
 
 class EventType(StrEnum):
@@ -94,7 +93,6 @@ class EventRecorder:
         self._clock = clock
         self._events: OrderedDict[tuple[ObjectRef, str, str, str], Event] = OrderedDict()
         self._versions = itertools.count(1)
-        self._subscribers: set[asyncio.Queue[Event]] = set()
 
     def record(self, obj: ObjectRef, type_: EventType, reason: str, message: str) -> Event:
         message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
@@ -123,21 +121,8 @@ class EventRecorder:
             self._events.popitem(last=False)
         level = logging.WARNING if type_ is EventType.WARNING else logging.INFO
         log.log(level, "event %s %s %s/%s: %s", reason, obj.kind, obj.namespace, obj.name, message)
-        for queue in list(self._subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                # A reader that cannot keep up loses its feed, not the agent its memory.
-                self._subscribers.discard(queue)
         return event
 
     def list(self) -> list[Event]:
         return sorted(self._events.values(), key=lambda e: e.resource_version)
 
-    def subscribe(self) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(SUBSCRIBER_QUEUE)
-        self._subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
-        self._subscribers.discard(queue)
