@@ -35,6 +35,7 @@ from minikubelet.podworkers.runtime import PodRuntime
 from minikubelet.podworkers.settings import WorkerSettings
 from minikubelet.podworkers.terminate import Terminator
 from minikubelet.prober.manager import ProbeManager
+from minikubelet.runtime import labels
 from minikubelet.runtime.actions import (
     KillContainer,
     PodActions,
@@ -46,7 +47,6 @@ from minikubelet.runtime.pods import PodContext, PodEventSink
 from minikubelet.status.generate import generate_pod_status
 from minikubelet.status.manager import StatusManager
 from minikubelet.util.backoff import BackOffEntry
-from minikubelet.util.timefmt import parse_docker_time
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class PodSync:
             waiting=self.waiting,
             probes=deps.prober.view(pod, state),
             previous=deps.status.get(self.uid),
-            start_time=_label_time(state.sandbox),
+            start_time=labels.pod_start_time(state.sandbox),
         )
         deps.status.set(self.uid, status)
 
@@ -370,9 +370,3 @@ def _engine_away(error: BaseException) -> bool:
     return isinstance(error, RuntimeUnavailableError) or isinstance(
         error.__cause__, RuntimeUnavailableError
     )
-
-
-def _label_time(sandbox: ContainerRecord | None) -> float | None:
-    if sandbox is None:
-        return None
-    return parse_docker_time(sandbox.label(naming.POD_START_TIME))

@@ -16,8 +16,6 @@ business (workers.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import Callable
 
@@ -26,9 +24,9 @@ from minikubelet.container.state import ContainerRecord, PodRuntimeState
 from minikubelet.events import EventType
 from minikubelet.lifecycle import HookError, HookRunner, HookTarget
 from minikubelet.model import naming
-from minikubelet.model.build import build_handler
 from minikubelet.model.spec import Handler, Pod, PodUID
 from minikubelet.podworkers.runtime import PodRuntime
+from minikubelet.runtime import labels
 from minikubelet.runtime.pods import PodEventSink
 
 log = logging.getLogger(__name__)
@@ -130,12 +128,13 @@ class Terminator:
         container = pod.spec.container(record.name) if pod is not None else None
         if pod is not None and container is not None:
             return HookTarget.of(pod, container, record.id, pod_ip)
-        ports: dict[str, int] = {}
-        with contextlib.suppress(ValueError, TypeError, KeyError):
-            for port in json.loads(record.label(naming.CONTAINER_PORTS) or "[]"):
-                if port.get("name"):
-                    ports[port["name"]] = int(port["containerPort"])
-        return HookTarget(record.label(naming.POD_NAME), record.name, record.id, pod_ip, ports)
+        return HookTarget(
+            record.label(naming.POD_NAME),
+            record.name,
+            record.id,
+            pod_ip,
+            labels.named_ports(record),
+        )
 
 
 def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | None:
@@ -143,14 +142,7 @@ def _pre_stop_handler(pod: Pod | None, record: ContainerRecord) -> Handler | Non
     container = pod.spec.container(record.name) if pod is not None else None
     if container is not None:
         return container.lifecycle.pre_stop
-    raw = record.label(naming.PRE_STOP_HANDLER)
-    if not raw:
-        return None
-    try:
-        return build_handler(json.loads(raw))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        log.warning("container %s has an unreadable preStop label; skipping the hook", record.id)
-        return None
+    return labels.pre_stop_handler(record)
 
 
 def _grace(pod: Pod | None, state: PodRuntimeState) -> int:
@@ -158,8 +150,5 @@ def _grace(pod: Pod | None, state: PodRuntimeState) -> int:
         return pod.spec.termination_grace_period_seconds
     # A pod that asked for 0 is still killed at once (grace 0, see the README):
     # the override shortens a grace, it never lengthens one.
-    for record in (*state.containers, *state.sandboxes):
-        value = record.label(naming.POD_GRACE_PERIOD)
-        if value.isdigit():
-            return min(int(value), ORPHAN_GRACE)
-    return ORPHAN_GRACE
+    recorded = labels.grace_period(state)
+    return ORPHAN_GRACE if recorded is None else min(recorded, ORPHAN_GRACE)

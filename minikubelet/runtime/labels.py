@@ -9,6 +9,8 @@ with access to Docker can label a container.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Mapping
 
@@ -19,9 +21,11 @@ from minikubelet.container.state import (
     PodRuntimeState,
 )
 from minikubelet.model import naming
-from minikubelet.model.spec import PodUID
+from minikubelet.model.build import build_handler
+from minikubelet.model.spec import Handler, PodUID
 from minikubelet.runtime.paths import valid_pod_uid
 from minikubelet.util.backoff import BackOffEntry
+from minikubelet.util.timefmt import parse_docker_time
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,48 @@ def backoff_from_labels(state: PodRuntimeState) -> dict[str, BackOffEntry]:
                 delay=delay, last_update=record.started_at or record.created_at
             )
     return entries
+
+
+# --- what the pod workers need back from labels, for pods no source has any more ---
+
+
+def pre_stop_handler(record: ContainerRecord) -> Handler | None:
+    """The preStop hook recorded on a container; None if there is none or it does not decode."""
+    raw = record.label(naming.PRE_STOP_HANDLER)
+    if not raw:
+        return None
+    try:
+        return build_handler(json.loads(raw))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("container %s has an unreadable preStop label; skipping the hook", record.id)
+        return None
+
+
+def named_ports(record: ContainerRecord) -> dict[str, int]:
+    """The container's named ports, for a hook that names its port."""
+    ports: dict[str, int] = {}
+    with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+        for port in json.loads(record.label(naming.CONTAINER_PORTS) or "[]"):
+            if port.get("name"):
+                ports[str(port["name"])] = int(port["containerPort"])
+    return ports
+
+
+def grace_period(state: PodRuntimeState) -> int | None:
+    """The pod's terminationGracePeriodSeconds as its containers recorded it."""
+    for record in (*state.containers, *state.sandboxes):
+        value = record.label(naming.POD_GRACE_PERIOD)
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def pod_start_time(sandbox: ContainerRecord | None) -> float | None:
+    """The pod's startTime, kept on its sandbox so a new sandbox does not reset it."""
+    if sandbox is None:
+        return None
+    try:
+        return parse_docker_time(sandbox.label(naming.POD_START_TIME))
+    except ValueError:
+        # Anyone with access to Docker can label a container; a bad time is no time.
+        return None
