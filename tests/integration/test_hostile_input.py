@@ -17,35 +17,17 @@ from typing import Any
 
 import pytest
 
+from tests.corpus import good_manifest, hostile_manifests
 from tests.integration.conftest import Agent, pod_manifest, sh, wait_until
 
 pytestmark = pytest.mark.docker
 
-GOOD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n" + (
-    "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n"
-    "    image: localhost/minikubelet/busybox:1\n    command: [sleep, '3600']\n"
-)
+IMAGE = "localhost/minikubelet/busybox:1"
+HOSTILE = hostile_manifests(IMAGE)
 
-# name -> text; each is either taken as the API server would take it, or refused.
-HOSTILE = {
-    "date.yaml": GOOD.format(name="date") + "    env:\n    - name: D\n      value: 2024-02-30\n",
-    "bigint.yaml": GOOD.format(name="bigint").replace(
-        "terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds: " + "9" * 5000
-    ),
-    "resources.yaml": GOOD.format(name="resources") + "    resources:\n",
-    "policies.yaml": GOOD.format(name="policies")
-    + "    imagePullPolicy:\n  restartPolicy:\n  dnsPolicy:\n",
-    "nullarg.yaml": GOOD.format(name="nullarg") + "    args: [sh, null]\n",
-    "mixed.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\n  uid: ../../../x\n"
-    "spec:\n  containers:\n"
-    "  - {name: c, image: i, securityContext: {capabilities: {add: [null]}}}\n"
-    "  - {name: c, image: i}\n",
-    "newline.json": '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web\\n"},'
-    ' "spec": {"containers": [{"name": "c", "image": "i"}]}}',
-    "merge.yaml": "a: &a {x: 1, y: 2}\nb: &b {<<: [*a, *a, *a, *a]}\nc: &c {<<: [*b, *b, *b, *b]}\n"
-    "d: &d {<<: [*c, *c, *c, *c]}\napiVersion: v1\nkind: Pod\n",
-    "binary.yaml": "\udcff\udcfe\x00",
-}
+
+def good(name: str) -> str:
+    return good_manifest(name, IMAGE)
 
 
 def _errors_by_file(agent: Agent) -> dict[str, list[dict[str, Any]]]:
@@ -59,7 +41,7 @@ def test_hostile_files_are_reported_and_good_pods_run(agent: Agent) -> None:
     for i, (name, text) in enumerate(HOSTILE.items()):
         (agent.manifests / name).write_bytes(text.encode("utf-8", "surrogateescape"))
         # After each bad file, the source still sees a new good one.
-        agent.write(f"good{i}.yaml", GOOD.format(name=f"good{i}"))
+        agent.write(f"good{i}.yaml", good(f"good{i}"))
         agent.wait_pod(f"good{i}", lambda p: True, timeout=15, what=f"good{i} listed")
     for i in range(len(HOSTILE)):
         agent.wait_running(f"good{i}")
@@ -79,7 +61,7 @@ def test_hostile_files_are_reported_and_good_pods_run(agent: Agent) -> None:
     assert any("capabilities.add[0]" in f for f in mixed)
     assert "newline.json" in errors
     assert agent.get("/healthz", raw=True) == b"ok"
-    # A pod whose grace period was left empty has the default, and can be stopped.
+    # Policies left empty are unset, so they have their defaults.
     for name in ("resources", "policies"):
         if f"{name}-{agent.node}" in pods:
             spec = pods[f"{name}-{agent.node}"]["spec"]
@@ -88,12 +70,7 @@ def test_hostile_files_are_reported_and_good_pods_run(agent: Agent) -> None:
 
 
 def test_grace_left_empty_gets_the_default_and_the_pod_stops(agent: Agent) -> None:
-    agent.write(
-        "grace.yaml",
-        GOOD.format(name="grace").replace(
-            "terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds:"
-        ),
-    )
+    agent.write("grace.yaml", HOSTILE["grace.yaml"])
     pod = agent.wait_running("grace")
     assert pod["spec"]["terminationGracePeriodSeconds"] == 30
     agent.remove("grace.yaml")

@@ -12,36 +12,10 @@ import pytest
 
 from minikubelet import cli
 from minikubelet.config.file import load_manifest_file
-
-GOOD = (
-    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n"
-    "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n"
-    "    image: busybox:1\n    command: [sleep, '3600']\n"
-)
+from tests.corpus import good_manifest, hostile_manifests
 
 # Each once printed a traceback, or was reported ok.
-HOSTILE = {
-    "date.yaml": GOOD.format(name="date") + "    env:\n    - name: D\n      value: 2024-02-30\n",
-    "bigint.yaml": GOOD.format(name="bigint").replace(
-        "terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds: " + "9" * 5000
-    ),
-    "resources.yaml": GOOD.format(name="resources") + "    resources:\n",
-    "policies.yaml": GOOD.format(name="policies")
-    + "    imagePullPolicy:\n  restartPolicy:\n  dnsPolicy:\n",
-    "nullarg.yaml": GOOD.format(name="nullarg") + "    args: [sh, null]\n",
-    "mixed.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\n  uid: ../../../x\n"
-    "spec:\n  containers:\n"
-    "  - {name: c, image: i, securityContext: {capabilities: {add: [null]}}}\n"
-    "  - {name: c, image: i}\n",
-    "newline.json": '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web\\n"},'
-    ' "spec": {"containers": [{"name": "c", "image": "i"}]}}',
-    "merge.yaml": "a: &a {x: 1, y: 2}\n"
-    + "\n".join(
-        f"l{n}: &l{n} {{<<: [{', '.join([f'*l{n - 1}' if n > 1 else '*a'] * 10)}]}}"
-        for n in range(1, 8)
-    )
-    + "\n",
-}
+HOSTILE = hostile_manifests()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -53,8 +27,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_good_files_keep_the_text_format(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "a.yaml").write_text(GOOD.format(name="a"))
-    (tmp_path / "b.yml").write_text(GOOD.format(name="b"))
+    (tmp_path / "a.yaml").write_text(good_manifest(name="a"))
+    (tmp_path / "b.yml").write_text(good_manifest(name="b"))
     (tmp_path / "notes.txt").write_text("not a manifest")
     code, out, err = run(capsys, str(tmp_path))
     assert code == 0
@@ -69,7 +43,7 @@ def test_every_hostile_file_is_reported_by_file_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name, text in HOSTILE.items():
-        (tmp_path / name).write_text(text)
+        (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape"))
     code, out, err = run(capsys, str(tmp_path))
     assert code == 1
     assert err == ""
@@ -97,12 +71,15 @@ def test_every_hostile_file_is_reported_by_file_and_field(
     [merge] = by_file["merge.yaml"]
     assert merge.startswith("l")
     assert "document expands to more than" in merge
+    assert by_file["grace.yaml"] == ["ok (pod default/grace-node-1)"]
+    assert [m.split(" (")[0] for m in by_file["binary.yaml"]] == ["not UTF-8 text"]
+    assert by_file["list.yaml"][0].startswith("must be a mapping")
 
 
 def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "a.yaml").write_text(GOOD.format(name="a"))
+    (tmp_path / "a.yaml").write_text(good_manifest(name="a"))
     (tmp_path / "bad.yaml").write_text(HOSTILE["nullarg.yaml"])
-    (tmp_path / "dup.yaml").write_text(GOOD.format(name="a"))
+    (tmp_path / "dup.yaml").write_text(good_manifest(name="a"))
     code, out, _ = run(capsys, "-o", "json", str(tmp_path), str(tmp_path / "gone.yaml"))
     assert code == 1
     assert json.loads(out) == [
@@ -139,7 +116,7 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_json_output_when_all_is_well(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "a.yaml").write_text(GOOD.format(name="a"))
+    (tmp_path / "a.yaml").write_text(good_manifest(name="a"))
     code, out, _ = run(capsys, "--output", "json", str(tmp_path / "a.yaml"))
     assert code == 0
     assert [r["ok"] for r in json.loads(out)] == [True]
@@ -154,8 +131,8 @@ def test_internal_error_is_one_line_and_the_rest_are_checked(
         return load_manifest_file(path, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(cli, "load_manifest_file", buggy)
-    (tmp_path / "bug.yaml").write_text(GOOD.format(name="bug"))
-    (tmp_path / "fine.yaml").write_text(GOOD.format(name="fine"))
+    (tmp_path / "bug.yaml").write_text(good_manifest(name="bug"))
+    (tmp_path / "fine.yaml").write_text(good_manifest(name="fine"))
     code, out, err = run(capsys, str(tmp_path))
     assert code == 1
     assert out.splitlines() == [
@@ -191,7 +168,7 @@ def test_an_empty_directory_is_fine(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
     # More output than a pipe holds (64 KiB), so the writer must meet the closed end.
     for i in range(300):
-        (tmp_path / f"{'x' * 200}{i}.yaml").write_text(GOOD.format(name=f"p{i}"))
+        (tmp_path / f"{'x' * 200}{i}.yaml").write_text(good_manifest(name=f"p{i}"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "minikubelet.cli", "validate", "--node-name", "n", str(tmp_path)],
         stdout=subprocess.PIPE,

@@ -16,6 +16,7 @@ from minikubelet.config.merge import PodConfig
 from minikubelet.config.source import SeenTimes, SourceSnapshot
 from minikubelet.events import EventRecorder, ObjectRef
 from minikubelet.model.spec import Pod, PodUID
+from tests.corpus import hostile_manifests
 
 POD = """apiVersion: v1
 kind: Pod
@@ -249,21 +250,7 @@ async def test_duplicate_prefers_running_pod(source: tuple[Path, Collector]) -> 
 # Each of these once escaped the source (a traceback, or a task that died
 # silently so that no later change was ever seen); now each is an error for
 # its own file and the source goes on.
-HOSTILE = {
-    "date.yaml": POD.format(name="date", tag="1")
-    + "    env:\n    - name: D\n      value: 2024-02-30\n",
-    "bigint.yaml": POD.format(name="bigint", tag="1")
-    + "  terminationGracePeriodSeconds: "
-    + "9" * 5000
-    + "\n",
-    "resources.yaml": POD.format(name="res", tag="1") + "    resources:\n",
-    "policy.yaml": POD.format(name="policy", tag="1")
-    + "    imagePullPolicy:\n  restartPolicy:\n  dnsPolicy:\n",
-    "grace.yaml": POD.format(name="grace", tag="1") + "  terminationGracePeriodSeconds:\n",
-    "nullarg.yaml": POD.format(name="nullarg", tag="1") + "    args: [sh, null]\n",
-    "binary.yaml": "\x00\xff\xfe not text",
-    "list.yaml": "- just\n- a list\n",
-}
+HOSTILE = hostile_manifests()
 
 
 async def test_hostile_files_never_stop_the_source(source: tuple[Path, Collector]) -> None:
