@@ -125,4 +125,3 @@ class EventRecorder:
 
     def list(self) -> list[Event]:
         return sorted(self._events.values(), key=lambda e: e.resource_version)
-
