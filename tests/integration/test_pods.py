@@ -399,12 +399,14 @@ def test_changed_file_is_a_new_pod_and_removal_cleans_up(agent: Agent) -> None:
         timeout=10,
         what="old containers removed",
     )
-    assert not data.exists()
+    # The directory goes after the containers, as on the kubelet: wait for it.
+    wait_until(lambda: not data.exists(), timeout=10, what="the old pod's emptyDir data gone")
     # Removal: containers and emptyDir data gone.
     second_uid = second["metadata"]["uid"]
     agent.remove("app.yaml")
     wait_until(lambda: not agent.containers(), timeout=10, what="no container left")
-    assert not (agent.state / "pods" / second_uid).exists()
+    second_dir = agent.state / "pods" / second_uid
+    wait_until(lambda: not second_dir.exists(), timeout=10, what="the pod's directory gone")
     assert agent.pod("app") is None
 
 
