@@ -11,6 +11,8 @@ running agent) feed exactly these.
 
 from __future__ import annotations
 
+from typing import Any
+
 GOOD = (
     "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n"
     "  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n"
@@ -59,3 +61,15 @@ def hostile_manifests(image: str = "busybox:1") -> dict[str, str]:
         "binary.yaml": "\udcff\udcfe\x00",
         "list.yaml": "- just\n- a list\n",
     }
+
+
+def value_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value inside ``value``, parents first: where a mutator may strike."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.extend(value_paths(v, (*prefix, k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.extend(value_paths(v, (*prefix, i)))
+    return out

@@ -22,6 +22,7 @@ import yaml
 
 from minikubelet.config.file import load_manifest_file
 from minikubelet.errors import ManifestError
+from tests.corpus import value_paths
 from tests.integration.conftest import Agent, pod_manifest, sh, wait_until
 
 pytestmark = pytest.mark.docker
@@ -82,22 +83,13 @@ def _random_value(rng: random.Random) -> Any:
     return []
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 def _mutate(doc: dict[str, Any], rng: random.Random) -> None:
     # The name is left alone so that every file's pod is told apart by it.
     for _ in range(rng.randrange(1, 4)):
         paths = [
-            p for p in _paths(doc) if p and p[:2] != ("metadata", "name") and p != ("metadata",)
+            p
+            for p in value_paths(doc)
+            if p and p[:2] != ("metadata", "name") and p != ("metadata",)
         ]
         path = rng.choice(paths)
         parent: Any = doc

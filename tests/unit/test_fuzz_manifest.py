@@ -29,6 +29,7 @@ from hypothesis.control import currently_in_test_context
 from minikubelet.errors import ManifestError
 from minikubelet.model.manifest import check_pod_document, parse_document, pod_from_document
 from minikubelet.model.spec import Pod
+from tests.corpus import value_paths
 
 settings.register_profile(
     "default",
@@ -294,18 +295,6 @@ def _deep(depth: int, as_list: bool) -> Any:
 DEEP = st.builds(_deep, st.integers(1, 100), st.booleans())
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path to a value inside ``value``, parents first."""
-    out = [prefix]
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.extend(_paths(v, (*prefix, k)))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out.extend(_paths(v, (*prefix, i)))
-    return out
-
-
 def _get(value: Any, path: tuple[Any, ...]) -> Any:
     for p in path:
         value = value[p]
@@ -330,7 +319,7 @@ def _swap_type(value: Any) -> Any:
 def mutated_pods(draw: st.DrawFn) -> Any:
     pod = copy.deepcopy(draw(st.sampled_from(BASE_PODS)))
     for _ in range(draw(st.integers(1, 4))):
-        paths = _paths(pod)
+        paths = value_paths(pod)
         path = draw(st.sampled_from(paths))
         op = draw(
             st.sampled_from(
@@ -532,7 +521,7 @@ def test_nulls_and_aliases_do_not_change_a_valid_pod(
     expected = check_value(copy.deepcopy(pod))
     assert expected is not None
     variant = copy.deepcopy(pod)
-    for path in data.draw(st.lists(st.sampled_from(_paths(variant)), max_size=5)):
+    for path in data.draw(st.lists(st.sampled_from(value_paths(variant)), max_size=5)):
         target = _get(variant, path)
         key = data.draw(st.sampled_from(["hostname", "workingDir", "securityContext", "args"]))
         if isinstance(target, dict) and key not in target:
