@@ -17,8 +17,11 @@ REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
     410: "Expired",
     429: "TooManyRequests",
+    500: "InternalError",
     503: "ServiceUnavailable",
 }
 

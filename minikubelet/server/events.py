@@ -11,14 +11,13 @@ here works against a cluster and the other way round.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
-from minikubelet.server.errors import StatusError, shown
+from minikubelet.server.errors import StatusError
+from minikubelet.server.selectors import FieldRequirement, parse_field_selector
 from minikubelet.server.stream import send_body
 
 # The field labels the API server takes for v1 Events (AddFieldLabelConversionsForEvent),
@@ -40,103 +39,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "type": ("type",),
 }
 
-# Checked in this order at each position, as apimachinery does: "==" before "=" so that
-# "a==b" does not read as the value "=b".
-_OPERATORS = ("!=", "==", "=")
-
-
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    """One term of a field selector: ``field`` equals (or, ``negated``, differs from) ``value``."""
-
-    field: str
-    value: str
-    negated: bool = False
-
-    def matches(self, obj: dict[str, Any]) -> bool:
-        return (field_value(obj, self.field) == self.value) != self.negated
-
-
-def field_value(obj: dict[str, Any], field: str) -> str:
-    value: Any = obj
-    for key in FIELDS[field]:
-        value = value.get(key, "") if isinstance(value, dict) else ""
-    return value if isinstance(value, str) else ""
-
-
-def parse_field_selector(text: str) -> list[Requirement]:
-    """Terms separated by unescaped commas, each ``field=value``, ``field==value`` or
-    ``field!=value``; in a value, ``\\,``, ``\\=`` and ``\\\\`` stand for the character.
-
-    Raises StatusError (400) naming what is wrong, as the API server refuses it.
-    """
-    requirements = []
-    for term in _split_terms(text):
-        if not term:
-            continue
-        split = _split_term(term)
-        if split is None:
-            raise StatusError(
-                400, f"invalid selector: {shown(text)}; can't understand {shown(term)}"
-            )
-        field, operator, raw = split
-        if field not in FIELDS:
-            raise StatusError(400, f"field label not supported: {shown(field)}")
-        requirements.append(Requirement(field, _unescape(raw), negated=operator == "!="))
-    return requirements
-
-
-def _split_terms(text: str) -> list[str]:
-    # An escaped comma belongs to its value; the backslash stays for _unescape to read.
-    terms = []
-    start = 0
-    escaped = False
-    for i, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            terms.append(text[start:i])
-            start = i + 1
-    terms.append(text[start:])
-    return terms
-
-
-def _split_term(term: str) -> tuple[str, str, str] | None:
-    # A field name has no escapes, so the first operator anywhere is the split.
-    for i in range(len(term)):
-        for operator in _OPERATORS:
-            if term.startswith(operator, i):
-                return term[:i], operator, term[i + len(operator) :]
-    return None
-
-
-def _unescape(raw: str) -> str:
-    value: list[str] = []
-    escaped = False
-    for char in raw:
-        if escaped:
-            if char not in "\\,=":
-                raise _bad_escape("\\" + char)
-            value.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char in ",=":
-            raise StatusError(
-                400, f"invalid field selector: unescaped character in value: {shown(char)}"
-            )
-        else:
-            value.append(char)
-    if escaped:
-        raise _bad_escape("\\")
-    return "".join(value)
-
-
-def _bad_escape(sequence: str) -> StatusError:
-    return StatusError(400, f"invalid field selector: invalid escape sequence: {shown(sequence)}")
-
 
 async def list_events(request: web.Request) -> web.StreamResponse:
     try:
@@ -149,7 +51,9 @@ async def list_events(request: web.Request) -> web.StreamResponse:
         # A list where a watch stream was asked for would be misread by the client.
         raise StatusError(400, "watch: events can be listed, not watched")
     # The first value counts, as the API server converts a repeated string parameter.
-    requirements = parse_field_selector(selectors[0]) if selectors else []
+    requirements: list[FieldRequirement] = (
+        parse_field_selector(selectors[0], FIELDS) if selectors else []
+    )
     recorder = request.app[DEPS].recorder
     if recorder is None:
         raise StatusError(404, "events are not recorded")
@@ -159,7 +63,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
         obj
         for obj in (event.to_api() for event in events)
         if (namespace is None or obj["metadata"]["namespace"] == namespace)
-        and all(r.matches(obj) for r in requirements)
+        and all(r.matches(obj, FIELDS) for r in requirements)
     ]
     # The list's version is the newest the recorder gave out: the event recorded last is
     # the newest in the list and is never the one evicted.
