@@ -112,6 +112,78 @@ def pause_image(docker_api: docker.APIClient) -> str:
     return asyncio.run(build())
 
 
+def _find_kubectl() -> str | None:
+    """The machine's kubectl; on a bare Debian CI machine, as root, Debian's
+    ``kubernetes-client`` is installed first, as the issue asks."""
+    import shutil
+
+    found = shutil.which("kubectl")
+    if found is None and os.geteuid() == 0 and Path("/etc/debian_version").exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "kubernetes-client"],
+        ):
+            subprocess.run(cmd, env=env, check=False, capture_output=True, timeout=600)
+        found = shutil.which("kubectl")
+    return found
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    found = _find_kubectl()
+    if found is None:
+        pytest.fail("kubectl is not installed and could not be installed (apt kubernetes-client)")
+    return found
+
+
+class Kubectl:
+    """The machine's kubectl pointed at one agent, with no kubeconfig of the user's."""
+
+    def __init__(self, binary: str, agent: Agent, home: Path) -> None:
+        self.binary = binary
+        self.agent = agent
+        home.mkdir(parents=True, exist_ok=True)
+        # An empty kubeconfig and cache dir of its own: nothing of the user's is read or written.
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "KUBECONFIG": str(home / "kubeconfig"),
+            "KUBECACHEDIR": str(home / "cache"),
+        }
+
+    def args(self, *args: str) -> list[str]:
+        return [self.binary, "--server", f"http://127.0.0.1:{self.agent.port}", *args]
+
+    def run(self, *args: str, check: bool = True, timeout: float = 30.0) -> str:
+        done = subprocess.run(
+            self.args(*args),
+            check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}\n"
+                f"--- agent log ---\n{self.agent.log_tail()}"
+            )
+        return done.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json"))
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.args(*args),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
 class Agent:
     """One agent process and the helpers a test needs around it."""
 
@@ -479,3 +551,9 @@ def make_agent(
 @pytest.fixture
 def agent(make_agent: Callable[..., Agent]) -> Agent:
     return make_agent()
+
+
+@pytest.fixture
+def kubectl(kubectl_bin: str, agent: Agent, tmp_path: Path) -> Kubectl:
+    """kubectl against the ``agent`` fixture's agent."""
+    return Kubectl(kubectl_bin, agent, tmp_path / "kubectl-home")
