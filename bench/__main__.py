@@ -1,4 +1,4 @@
-"""``python -m bench [pods|lifecycle|probes|all|soak] [options]``
+"""``python -m bench [pods|lifecycle|probes|api|all|soak] [options]``
 
 ``all`` is the benchmarks; ``soak`` (a 10-minute endurance run with end checks) runs alone.
 """
@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 
-from bench import lifecycle, pods, probes, soak
+from bench import api, lifecycle, pods, probes, soak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["pods", "lifecycle", "probes", "all", "soak"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["pods", "lifecycle", "probes", "api", "all", "soak"],
     )
     parser.add_argument("--rounds", type=int, default=3, help="pods: paired rounds (default 3)")
     parser.add_argument(
@@ -45,6 +48,8 @@ def main() -> None:
         lifecycle.main(args.samples, args.idle_pods, args.idle_seconds)
     if args.which in ("probes", "all"):
         probes.main(args.probe_pods, args.probe_seconds)
+    if args.which in ("api", "all"):
+        api.main(args.rounds)
 
 
 if __name__ == "__main__":

@@ -51,11 +51,11 @@ async def pods(request: web.Request) -> web.StreamResponse:
     deps = request.app[DEPS]
     status = deps.status
     stale = deps.engine.is_stale()
-    items = [status.pod_json(uid) for uid in status.sorted_uids()]
+    items = status.items_json()
     body = b"".join(
         [
             b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":',
-            b"[" + b",".join(i for i in items if i is not None) + b"]" if items else b"null",
+            b"[" + items + b"]" if items else b"null",
             b',"errors":',
             json.dumps([e.to_api() for e in deps.source_errors()], separators=(",", ":")).encode(),
             b',"stale":true' if stale else b"",

@@ -122,12 +122,15 @@ class StatusManager:
         self._versions = itertools.count(1)
         self._version = 0
         self._subscribers: set[Subscription] = set()
+        # The sorted, comma-joined pod objects: what every list answers between two changes.
+        self._items_json: bytes | None = None
 
     @property
     def resource_version(self) -> int:
         return self._version
 
     def _bump(self) -> int:
+        self._items_json = None
         self._version = next(self._versions)
         return self._version
 
@@ -138,6 +141,7 @@ class StatusManager:
             if entry.pod is not pod:
                 entry.pod = pod
                 entry.json = None
+                self._items_json = None
             return
         entry = _Entry(pod=pod, status=initial_status(), version=self._bump())
         self._entries[pod.uid] = entry
@@ -177,6 +181,17 @@ class StatusManager:
                 pod_object(entry.pod, entry.status, entry.version), separators=(",", ":")
             ).encode()
         return entry.json
+
+    def items_json(self) -> bytes:
+        """Every pod's object, by namespace and name, joined with commas (no brackets).
+
+        Built once per change and shared by every list request until the next one:
+        a poller of /pods costs a write, not a sort and a join of 110 objects.
+        """
+        if self._items_json is None:
+            parts = (self.pod_json(uid) for uid in self.sorted_uids())
+            self._items_json = b",".join(p for p in parts if p is not None)
+        return self._items_json
 
     def sorted_uids(self) -> list[PodUID]:
         return sorted(
