@@ -290,12 +290,6 @@ async def test_only_the_first_field_selector_counts(client: Client) -> None:
     assert reasons(await resp.json()) == ["Pulled"]
 
 
-async def test_a_watch_is_refused_rather_than_answered_with_a_list(client: Client) -> None:
-    resp = await client.get("/api/v1/events", params={"watch": "1"})
-    assert resp.status == 400
-    assert (await resp.json())["reason"] == "BadRequest"
-
-
 async def test_without_a_recorder_events_are_not_found() -> None:
     async for client in serve(deps(None)):
         resp = await client.get("/api/v1/events")
