@@ -1,4 +1,5 @@
-"""Command line: ``minikubelet run`` and ``minikubelet validate``."""
+"""Command line: ``minikubelet run`` and ``minikubelet validate``; the client commands
+(``get``, ``describe``, ``logs``, ``events``, ``version``) live in ``minikubelet.client``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from minikubelet import __version__
+from minikubelet.client import commands as client_commands
 from minikubelet.config.file import is_manifest_name, load_manifest_file
 from minikubelet.errors import ConfigError, ManifestError
 from minikubelet.settings import DEFAULT_CONFIG, build_settings
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help='"text" (a line per problem) or "json" (a list of '
         '{"file", "ok", "pod", "errors": [{"field", "message"}]})',
     )
+    client_commands.add_parsers(sub)
     return parser
 
 
@@ -234,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command in client_commands.COMMANDS:
+        return client_commands.run(args)
     return _validate(args)
 
 
