@@ -32,6 +32,7 @@ from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.owner import claim_node
 from minikubelet.server.serve import ServerDeps, serve
+from minikubelet.server.tls import server_tls_context
 from minikubelet.settings import Settings
 from minikubelet.status.manager import StatusManager
 from minikubelet.supervisor import AgentFailure, Supervisor
@@ -142,8 +143,18 @@ class Agent:
             health=self.health,
             recorder=self.recorder,
         )
-        self._runner = await serve(deps, self.settings.listen_host, self.settings.listen_port)
-        log.info("serving status on http://%s", self.settings.listen)
+        tls = None
+        if self.settings.tls_cert_file:
+            tls = await asyncio.to_thread(
+                server_tls_context,
+                cert_file=self.settings.tls_cert_file,
+                key_file=self.settings.tls_private_key_file,
+                client_ca_file=self.settings.client_ca_file,
+            )
+        self._runner = await serve(
+            deps, self.settings.listen_host, self.settings.listen_port, tls=tls
+        )
+        log.info("serving status on %s://%s", "https" if tls else "http", self.settings.listen)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises AgentFailure if a part of the agent died."""

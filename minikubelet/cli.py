@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--node-ip", help="this node's IP (default: the default route's address)")
     run.add_argument("--auth-token-file", help="bearer token required by the status endpoint")
     run.add_argument(
+        "--tls-cert-file",
+        help="PEM certificate chain of the status endpoint: it then serves HTTPS, and every "
+        "request but /healthz must authenticate (needed off loopback)",
+    )
+    run.add_argument(
+        "--tls-private-key-file", help="PEM private key of --tls-cert-file (unencrypted)"
+    )
+    run.add_argument(
+        "--client-ca-file",
+        help="PEM CA certificates: over TLS, a client certificate they sign authenticates "
+        "its subject's CN",
+    )
+    run.add_argument(
         "--stop-pods-on-exit",
         action="store_true",
         default=None,
@@ -102,6 +115,9 @@ def _run(args: argparse.Namespace) -> int:
                 "network_name": args.network_name,
                 "node_ip": args.node_ip,
                 "auth_token_file": args.auth_token_file,
+                "tls_cert_file": args.tls_cert_file,
+                "tls_private_key_file": args.tls_private_key_file,
+                "client_ca_file": args.client_ca_file,
                 "stop_pods_on_exit": args.stop_pods_on_exit,
                 "log_level": args.log_level,
             },

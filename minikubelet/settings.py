@@ -25,7 +25,8 @@ class Settings:
     node_name: str = ""
     # Directory of Pod manifests (*.yaml, *.yml, *.json directly in it).
     manifest_dir: Path = Path("/etc/minikubelet/manifests")
-    # host:port of the status endpoint. Loopback unless authTokenFile is set.
+    # host:port of the status endpoint. Off loopback it needs TLS (tlsCertFile and
+    # tlsPrivateKeyFile) and authTokenFile.
     listen: str = "127.0.0.1:10255"
     # Where pod directories (emptyDir data, hosts files, termination logs) live.
     state_dir: Path = Path("/var/lib/minikubelet")
@@ -48,6 +49,13 @@ class Settings:
     stop_pods_on_exit: bool = False
     # File holding a bearer token required by the status endpoint; required off loopback.
     auth_token_file: str = ""
+    # PEM certificate chain (leaf first) and its unencrypted key: the status endpoint
+    # serves HTTPS (TLS >= 1.2) and every request but /healthz must authenticate.
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
+    # PEM CA certificates; over TLS a client certificate they sign authenticates its
+    # subject's CN, as the kubelet's --client-ca-file.
+    client_ca_file: str = ""
     log_level: str = "INFO"
 
     @property
@@ -74,6 +82,9 @@ _KEYS = {
     "infraPullTimeout": "infra_pull_timeout",
     "stopPodsOnExit": "stop_pods_on_exit",
     "authTokenFile": "auth_token_file",
+    "tlsCertFile": "tls_cert_file",
+    "tlsPrivateKeyFile": "tls_private_key_file",
+    "clientCAFile": "client_ca_file",
     "logLevel": "log_level",
 }
 _TYPES = {f.name: f.type for f in fields(Settings)}
@@ -160,12 +171,7 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(
             f"nodeName: {settings.node_name!r} is not a valid node name (RFC 1123 subdomain)"
         )
-    host, _ = split_listen(settings.listen)
-    if not is_loopback(host) and not settings.auth_token_file:
-        raise ConfigError(
-            f"listen: {settings.listen} is not loopback; the status endpoint must then "
-            "be authenticated (set authTokenFile / --auth-token-file)"
-        )
+    _validate_tls(settings)
     try:
         network = ipaddress.IPv4Network(settings.pod_cidr)
     except ValueError:
@@ -174,3 +180,44 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"podCIDR: {settings.pod_cidr} is too small")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logLevel: {settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+
+
+def _validate_tls(settings: Settings) -> None:
+    """What the status endpoint's listen, TLS and authentication settings allow together.
+
+    Files are read at start (``server/tls.py``); this only checks the combination.
+    """
+    host, _ = split_listen(settings.listen)
+    cert, key = settings.tls_cert_file, settings.tls_private_key_file
+    if bool(cert) != bool(key):
+        given, other = (
+            ("tlsCertFile", "tlsPrivateKeyFile / --tls-private-key-file")
+            if cert
+            else ("tlsPrivateKeyFile", "tlsCertFile / --tls-cert-file")
+        )
+        raise ConfigError(f"{given} is set without its pair: set {other} too")
+    if settings.client_ca_file and not cert:
+        raise ConfigError(
+            "clientCAFile: client certificates need TLS: set tlsCertFile and tlsPrivateKeyFile "
+            "(--tls-cert-file, --tls-private-key-file)"
+        )
+    if not is_loopback(host):
+        missing = [
+            name
+            for name, value in (
+                ("tlsCertFile / --tls-cert-file", cert),
+                ("tlsPrivateKeyFile / --tls-private-key-file", key),
+                ("authTokenFile / --auth-token-file", settings.auth_token_file),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(
+                f"listen: {settings.listen} is not loopback; the status endpoint must then "
+                f"serve TLS and require the token: set {', '.join(missing)}"
+            )
+    if cert and not settings.auth_token_file and not settings.client_ca_file:
+        raise ConfigError(
+            "tlsCertFile: over TLS every request must authenticate, but nothing could: "
+            "set authTokenFile (--auth-token-file) or clientCAFile (--client-ca-file)"
+        )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from typing import cast
 
 from aiohttp import web
@@ -160,15 +161,27 @@ class _Gated(asyncio.Protocol):
             self._transport.abort()
 
 
+# Seconds a TLS client may take to finish its handshake. The gate counts a connection
+# from the end of its handshake (asyncio hands it to the protocol only then), so this is
+# what bounds the connections still shaking hands.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+
 class GatedSite(web.BaseSite):
     """``web.TCPSite`` with every connection passed through a ``ConnectionGate``."""
 
     __slots__ = ("_bound_port", "_gate", "_host", "_port")
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, *, gate: ConnectionGate
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        gate: ConnectionGate,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._gate = gate
@@ -177,7 +190,8 @@ class GatedSite(web.BaseSite):
     @property
     def name(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._bound_port}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{host}:{self._bound_port}"
 
     @property
     def port(self) -> int:
@@ -189,7 +203,12 @@ class GatedSite(web.BaseSite):
         assert server is not None
         gate = self._gate
         listening = await asyncio.get_running_loop().create_server(
-            lambda: gate.protocol(server), self._host, self._port, backlog=self._backlog
+            lambda: gate.protocol(server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            ssl=self._ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl_context else None,
         )
         self._server = listening
         if listening.sockets:

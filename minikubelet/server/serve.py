@@ -11,6 +11,7 @@ agent and a flood of it must not flood the log.
 from __future__ import annotations
 
 import logging
+import ssl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -49,12 +50,19 @@ HTTP_LOG.addFilter(_ClientErrorsAtDebug())
 
 
 async def serve(
-    deps: ServerDeps, host: str, port: int, *, limits: ServerLimits | None = None
+    deps: ServerDeps,
+    host: str,
+    port: int,
+    *,
+    limits: ServerLimits | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Serve the status endpoint on ``host:port`` until the returned runner is cleaned up.
 
     On a loopback ``host`` the Host header must name loopback too (DNS
-    rebinding); anywhere else ``deps.auth_token`` is what protects it.
+    rebinding). With ``tls`` (``tls.py``) every request but /healthz must
+    authenticate; without, on loopback, only the sensitive paths do
+    (``guard.py``). Settings refuse a plain listen off loopback.
     """
     limits = limits or ServerLimits()
     app = make_app(deps, limits=limits, loopback_only=is_loopback_listen(host))
@@ -77,7 +85,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        await GatedSite(runner, host, port, gate=gate).start()
+        await GatedSite(runner, host, port, gate=gate, ssl_context=tls).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -184,11 +184,16 @@ def test_bad_settings(tmp_path: Path, content: str, message: str) -> None:
         build_settings(config_file=config, overrides={"node_name": "n"})
 
 
-def test_exposed_listen_needs_token(tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text("t")
+def test_exposed_listen_needs_tls_and_token(tmp_path: Path) -> None:
+    # The files are read at start, not here (tests/unit/test_tls.py has the refusals).
     settings = build_settings(
         config_file=None,
-        overrides={"node_name": "n", "listen": "0.0.0.0:1", "auth_token_file": str(token)},
+        overrides={
+            "node_name": "n",
+            "listen": "0.0.0.0:1",
+            "auth_token_file": str(tmp_path / "token"),
+            "tls_cert_file": str(tmp_path / "cert.pem"),
+            "tls_private_key_file": str(tmp_path / "key.pem"),
+        },
     )
     assert settings.listen_host == "0.0.0.0"
