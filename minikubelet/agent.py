@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
@@ -19,10 +22,12 @@ from aiohttp import web
 from minikubelet.config.file import FileSource
 from minikubelet.config.merge import PodConfig
 from minikubelet.config.source import SeenTimes, SourceSnapshot
+from minikubelet.config.strict import directory_insecurity, trusted_uids
 from minikubelet.container.cache import RuntimeCache
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, EventType, ObjectRef
 from minikubelet.health import Health, always_ok
+from minikubelet.logconfig import AgentLogging
 from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod
@@ -33,9 +38,10 @@ from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.owner import claim_node
 from minikubelet.server.serve import ServerDeps, serve
 from minikubelet.server.tls import server_tls_context
-from minikubelet.settings import Settings
+from minikubelet.settings import Settings, changed_fields, config_key
 from minikubelet.status.manager import StatusManager
 from minikubelet.supervisor import AgentFailure, Supervisor
+from minikubelet.systemd import Notifier, Watchdog, report_status, watchdog_period
 from minikubelet.util.host import (
     CAP_SYS_RESOURCE,
     detect_host_ip,
@@ -54,6 +60,18 @@ SHUTDOWN_TIMEOUT = 1.5
 PART_CHECK_PERIOD = 1.0
 # The kubelet's housekeeping runs every 2 s; what is left to do here is slow-moving.
 HOUSEKEEPING_PERIOD = 30.0
+# The checks that say the agent itself works (not the engine, not the manifest
+# directory): while one fails, systemd's watchdog is not petted and systemd
+# restarts the agent. An engine that is down is no reason to restart the agent.
+LIVENESS_CHECKS = ["syncloop"]
+# What SIGHUP can change in a running agent; any other change needs a restart.
+RELOADABLE = ("log_level", "log_format", "file_check_frequency")
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _serving(runner: web.AppRunner) -> bool:
@@ -66,8 +84,18 @@ def _serving(runner: web.AppRunner) -> bool:
 
 
 class Agent:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reload: Callable[[], Settings] | None = None,
+        logs: AgentLogging | None = None,
+    ) -> None:
         self.settings = settings
+        # Reads the settings again (config file + the same flags) on SIGHUP.
+        self._reload_settings = reload
+        self._logs = logs
+        self._reloading: asyncio.Task[None] | None = None
         self.node_name = settings.node_name
         self.host_ip = settings.node_ip or detect_host_ip()
         self.recorder = EventRecorder(host=self.node_name, clock=time.time)
@@ -115,6 +143,9 @@ class Agent:
         self.health.add("ping", always_ok)
         self._register_health()
         self.workers.on_fatal = self._worker_supervisor_failed
+        self.notifier = Notifier.from_env()
+        # Set once every source has delivered its first snapshot: the agent is "ready".
+        self._loaded = asyncio.Event()
 
     def _pod_event(
         self, pod: Pod, type_: EventType, reason: str, message: str, *, field_path: str = ""
@@ -158,12 +189,18 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises AgentFailure if a part of the agent died."""
+        if not self.settings.allow_insecure_manifest_dir:
+            # Refused at start, as sshd refuses: later, the source only stops reading it.
+            insecure = directory_insecurity(self.settings.manifest_dir, trusted_uids())
+            if insecure:
+                raise ConfigError(insecure)
         self._state_lock = prepare_state_dir(self.settings.state_dir)
         old, new = raise_open_file_limit()
         if new != old:
             log.info("raised the open-file limit from %d to %d", old, new)
         supervisor = self.supervisor = Supervisor(stop)
         supervisor.install_loop_handler(asyncio.get_running_loop())
+        self.notifier.send(STATUS="starting: connecting to the Docker engine")
         try:
             await self._start_server()
             connect = asyncio.ensure_future(self._connect())
@@ -175,6 +212,7 @@ class Agent:
                 return
             stopped.cancel()
             connect.result()
+            self.notifier.send(STATUS="reading the manifest directory")
             self.source = FileSource(
                 self.settings.manifest_dir,
                 node_name=self.node_name,
@@ -182,11 +220,14 @@ class Agent:
                 sink=self._on_snapshot,
                 resync_period=self.settings.file_check_frequency,
                 max_bytes=self.settings.max_manifest_bytes,
+                strict=not self.settings.allow_insecure_manifest_dir,
             )
             supervisor.spawn("source:file", self.source.run())
             supervisor.spawn("events", self._watch_event_stream())
             supervisor.spawn("server", self._watch_server())
             supervisor.spawn("housekeeping", self._housekeeping())
+            if self.notifier.enabled:
+                supervisor.spawn("systemd", self._service_manager())
             log.info(
                 "minikubelet running as node %s (host IP %s, manifests in %s)",
                 self.node_name,
@@ -195,6 +236,7 @@ class Agent:
             )
             await stop.wait()
         finally:
+            self.notifier.send(STOPPING=1, STATUS="stopping")
             await supervisor.stop()
             await self._shutdown()
             self._state_lock.release()
@@ -282,6 +324,93 @@ class Agent:
     def _on_snapshot(self, snapshot: SourceSnapshot) -> None:
         assert self.config is not None
         self.config.update(snapshot)
+        self._loaded.set()
+
+    async def _service_manager(self) -> None:
+        """READY=1 once the manifests are read (the API serves since before), then
+        STATUS= kept current and, when systemd asks for it, the watchdog petted."""
+        await self._loaded.wait()
+        self.notifier.send(READY=1, STATUS=await self._status_text())
+        period = watchdog_period(os.environ, os.getpid())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(report_status(self.notifier, self._status_text))
+            if period is not None:
+                watchdog = Watchdog(self.notifier, period=period, alive=self._alive)
+                group.create_task(watchdog.run())
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the settings again and apply what can change without a restart."""
+        if self._reload_settings is None:
+            return
+        if self._reloading is not None and not self._reloading.done():
+            log.info("SIGHUP: a reload is already under way")
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload(), name="reload")
+
+    async def _reload(self) -> None:
+        """Never raises: a bad file is reported (a ConfigReloadFailed event) and the
+        running settings stay."""
+        assert self._reload_settings is not None
+        try:
+            # The config file is read off the loop: it could be on a slow disk, or a FIFO.
+            new = await asyncio.to_thread(self._reload_settings)
+        except ConfigError as e:
+            log.error("SIGHUP: settings not reloaded: %s", e)
+            self.recorder.record(
+                self.node_ref,
+                EventType.WARNING,
+                "ConfigReloadFailed",
+                f"settings not reloaded, the running ones stay: {e}",
+            )
+            return
+        except Exception as e:
+            log.exception("SIGHUP: settings not reloaded")
+            self.recorder.record(
+                self.node_ref,
+                EventType.WARNING,
+                "ConfigReloadFailed",
+                f"settings not reloaded: internal error: {type(e).__name__}",
+            )
+            return
+        message = self.apply_settings(new)
+        log.info("SIGHUP: %s", message)
+        self.recorder.record(self.node_ref, EventType.NORMAL, "ConfigReloaded", message)
+
+    def apply_settings(self, new: Settings) -> str:
+        """Apply what can change in a running agent; say what was applied and what
+        needs a restart (those keep their running values)."""
+        changed = changed_fields(self.settings, new)
+        applied = [name for name in changed if name in RELOADABLE]
+        pending = [name for name in changed if name not in RELOADABLE]
+        kept = {name: getattr(self.settings, name) for name in pending}
+        self.settings = replace(new, **kept)
+        if self._logs is not None and ({"log_level", "log_format"} & set(applied)):
+            self._logs.configure(level=new.log_level, log_format=new.log_format)
+        if "file_check_frequency" in applied and self.source is not None:
+            self.source.set_resync_period(new.file_check_frequency)
+
+        def shown(names: list[str]) -> str:
+            return ", ".join(f"{config_key(n)}={_value(getattr(new, n))}" for n in names)
+
+        parts = [f"applied {shown(applied)}" if applied else "no change to apply"]
+        if pending:
+            parts.append(f"needs a restart, not applied: {shown(pending)}")
+        return "; ".join(parts)
+
+    async def _alive(self) -> str | None:
+        for result in await self.health.run(LIVENESS_CHECKS):
+            if not result.ok:
+                return f"{result.name}: {result.error}"
+        return None
+
+    async def _status_text(self) -> str:
+        """One line for `systemctl status`: how many pods, how many manifest errors,
+        and what is unhealthy, if anything."""
+        pods = len(self.config.desired) if self.config is not None else 0
+        errors = len(self.config.errors) if self.config is not None else 0
+        text = f"{pods} pod{'s' * (pods != 1)}, {errors} manifest error{'s' * (errors != 1)}"
+        failed = [f"{r.name}: {r.error}" for r in await self.health.run() if not r.ok]
+        return f"{text}; unhealthy: {'; '.join(failed)}" if failed else text
 
     def _worker_supervisor_failed(self, reason: str, error: BaseException | None) -> None:
         if self.supervisor is not None:
@@ -299,4 +428,5 @@ class Agent:
             log.warning("pod workers did not stop in %.1fs", SHUTDOWN_TIMEOUT)
         await self.runtime.close()
         self.executor.shutdown()
+        self.notifier.close()
         log.info("minikubelet stopped")

@@ -18,7 +18,8 @@ from minikubelet import __version__
 from minikubelet.client import commands as client_commands
 from minikubelet.config.file import is_manifest_name, load_manifest_file
 from minikubelet.errors import ConfigError, ManifestError
-from minikubelet.settings import DEFAULT_CONFIG, build_settings
+from minikubelet.logconfig import AgentLogging
+from minikubelet.settings import DEFAULT_CONFIG, Settings, build_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,19 @@ def _parser() -> argparse.ArgumentParser:
         help="stop pods gracefully on exit",
     )
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help='"text" (default, for people) or "json" (an object per line, for journald '
+        "and log collectors)",
+    )
+    run.add_argument(
+        "--allow-insecure-manifest-dir",
+        action="store_true",
+        default=None,
+        help="read manifests even from a directory or files that users other than root "
+        "(or the agent's user) can write; refused by default, as sshd's StrictModes does",
+    )
 
     validate = sub.add_parser("validate", help="check manifests offline; exit 1 on any error")
     validate.add_argument("paths", nargs="+", type=Path, help="manifest files or directories")
@@ -102,9 +116,11 @@ def _run(args: argparse.Namespace) -> int:
     from minikubelet.agent import Agent
     from minikubelet.supervisor import AgentFailure
 
-    try:
-        settings = build_settings(
-            config_file=Path(args.config) if args.config else None,
+    config_file = Path(args.config) if args.config else None
+
+    def load() -> Settings:
+        return build_settings(
+            config_file=config_file,
             overrides={
                 "manifest_dir": args.manifest_dir,
                 "node_name": args.node_name,
@@ -120,23 +136,27 @@ def _run(args: argparse.Namespace) -> int:
                 "client_ca_file": args.client_ca_file,
                 "stop_pods_on_exit": args.stop_pods_on_exit,
                 "log_level": args.log_level,
+                "log_format": args.log_format,
+                "allow_insecure_manifest_dir": args.allow_insecure_manifest_dir,
             },
         )
+
+    try:
+        settings = load()
     except ConfigError as e:
         print(f"minikubelet: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs = AgentLogging()
+    logs.configure(level=settings.log_level, log_format=settings.log_format)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(settings).run(stop)
+        agent = Agent(settings, reload=load, logs=logs)
+        loop.add_signal_handler(signal.SIGHUP, agent.request_reload)
+        await agent.run(stop)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -17,6 +17,7 @@ import yaml
 from minikubelet.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/minikubelet/config.yaml")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,12 @@ class Settings:
     # subject's CN, as the kubelet's --client-ca-file.
     client_ca_file: str = ""
     log_level: str = "INFO"
+    # "text" (a line per record, for people) or "json" (an object per line, for journald
+    # and log collectors).
+    log_format: str = "text"
+    # Read manifests from a directory or files that users other than root (or the agent's
+    # own user) can write, which sshd's StrictModes refuses too. Default: refused.
+    allow_insecure_manifest_dir: bool = False
 
     @property
     def listen_host(self) -> str:
@@ -86,6 +93,8 @@ _KEYS = {
     "tlsPrivateKeyFile": "tls_private_key_file",
     "clientCAFile": "client_ca_file",
     "logLevel": "log_level",
+    "logFormat": "log_format",
+    "allowInsecureManifestDir": "allow_insecure_manifest_dir",
 }
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
@@ -180,6 +189,8 @@ def validate_settings(settings: Settings) -> None:
         raise ConfigError(f"podCIDR: {settings.pod_cidr} is too small")
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"logLevel: {settings.log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"logFormat: {settings.log_format!r} must be text or json")
 
 
 def _validate_tls(settings: Settings) -> None:
@@ -221,3 +232,21 @@ def _validate_tls(settings: Settings) -> None:
             "tlsCertFile: over TLS every request must authenticate, but nothing could: "
             "set authTokenFile (--auth-token-file) or clientCAFile (--client-ca-file)"
         )
+
+
+def config_key(name: str) -> str:
+    """The config-file key of a Settings field (``log_level`` -> ``logLevel``)."""
+    for key, field_name in _KEYS.items():
+        if field_name == name:
+            return key
+    raise KeyError(name)
+
+
+def config_keys() -> dict[str, str]:
+    """Config-file key -> Settings field, for every setting."""
+    return dict(_KEYS)
+
+
+def changed_fields(old: Settings, new: Settings) -> list[str]:
+    """Names of the fields whose values differ, in declaration order."""
+    return [f.name for f in fields(Settings) if getattr(old, f.name) != getattr(new, f.name)]

@@ -35,6 +35,7 @@ from pathlib import Path
 from asyncinotify import Inotify, Mask
 
 from minikubelet.config.source import SeenTimes, SnapshotSink, SourceSnapshot
+from minikubelet.config.strict import directory_insecurity, file_insecurity, trusted_uids
 from minikubelet.errors import FieldError, ManifestError
 from minikubelet.model.manifest import parse_document, pod_from_document
 from minikubelet.model.spec import Pod
@@ -85,10 +86,17 @@ class _Entry:
 
 
 def load_manifest_file(
-    path: Path, *, node_name: str, seen: Callable[[str], str], max_bytes: int = DEFAULT_MAX_BYTES
+    path: Path,
+    *,
+    node_name: str,
+    seen: Callable[[str], str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    trusted: frozenset[int] | None = None,
 ) -> tuple[Stamp | None, Pod]:
     """Read and validate one manifest file.
 
+    With ``trusted`` (uids), a file another user can write is refused
+    (config/strict.py), judged on the opened descriptor.
     Raises ManifestError, or FileNotFoundError if the file is gone.
     """
     origin = str(path)
@@ -105,6 +113,9 @@ def load_manifest_file(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ManifestError(origin, [FieldError("", "not a regular file")])
+        insecure = file_insecurity(st, trusted) if trusted is not None else ""
+        if insecure:
+            raise ManifestError(origin, [FieldError("", insecure)])
         if st.st_size > max_bytes:
             raise ManifestError(
                 origin, [FieldError("", f"is {st.st_size} bytes, over the limit of {max_bytes}")]
@@ -132,7 +143,12 @@ def load_manifest_file(
 
 
 def _load_contained(
-    path: Path, *, node_name: str, seen: Callable[[str], str], max_bytes: int
+    path: Path,
+    *,
+    node_name: str,
+    seen: Callable[[str], str],
+    max_bytes: int,
+    trusted: frozenset[int] | None,
 ) -> tuple[Stamp | None, Pod | None, ManifestError | None]:
     """``load_manifest_file`` that turns any failure into an error for this file alone.
 
@@ -140,7 +156,9 @@ def _load_contained(
     every other pod: that file is reported, the others go on.
     """
     try:
-        stamp, pod = load_manifest_file(path, node_name=node_name, seen=seen, max_bytes=max_bytes)
+        stamp, pod = load_manifest_file(
+            path, node_name=node_name, seen=seen, max_bytes=max_bytes, trusted=trusted
+        )
     except FileNotFoundError:
         raise
     except ManifestError as e:
@@ -167,8 +185,13 @@ class FileSource:
         sink: SnapshotSink,
         resync_period: float = 20.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        strict: bool = True,
     ) -> None:
         self._dir = directory
+        # Users allowed to write the directory and its files; None: anyone (not strict).
+        self._trusted = trusted_uids() if strict else None
+        # Why the directory is not trusted now (config/strict.py); no file is read meanwhile.
+        self._insecure = ""
         self._node = node_name
         self._seen = seen
         self._sink = sink
@@ -183,6 +206,7 @@ class FileSource:
         self._dirty: set[str] = set()
         self._rescan_wanted = False
         self._wake = asyncio.Event()
+        self._resync_changed = asyncio.Event()
         # Why the directory itself cannot be read now; pods are kept meanwhile.
         self._dir_error: str | None = None
         self._complete = False
@@ -196,7 +220,9 @@ class FileSource:
         return self._dir_error
 
     def set_resync_period(self, seconds: float) -> None:
+        """Takes effect now (SIGHUP), not after the period running out, which may be long."""
         self._resync = seconds
+        self._resync_changed.set()
 
     async def run(self) -> None:
         try:
@@ -243,13 +269,19 @@ class FileSource:
                     self._request_rescan()
                     continue
                 if event.name is None:
+                    if event.mask & Mask.ATTRIB:
+                        # The directory's own mode or owner changed: is it still trusted?
+                        self._request_rescan()
                     continue
                 self._on_event(str(event.name), event.mask)
 
     async def _resync_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._resync)
-            self._request_rescan()
+            self._resync_changed.clear()
+            try:
+                await asyncio.wait_for(self._resync_changed.wait(), self._resync)
+            except TimeoutError:
+                self._request_rescan()
 
     def _request_rescan(self) -> None:
         self._rescan_wanted = True
@@ -309,6 +341,14 @@ class FileSource:
             self._directory_unusable(reason)
             loop.call_later(LIST_RETRY, self._request_rescan)
             return False
+        if self._trusted is not None:
+            insecure = await loop.run_in_executor(
+                self._reader, directory_insecurity, self._dir, self._trusted
+            )
+            self._insecure = insecure
+            if insecure:
+                self._directory_unusable(insecure)
+                return False
         names = sorted(n for n in listing if is_manifest_name(n))
         changed = self._dir_error is not None or not self._complete
         self._dir_error = None
@@ -322,6 +362,8 @@ class FileSource:
 
     async def _refresh(self, name: str, *, force: bool) -> bool:
         """Re-read one file; True if what the source reports changed."""
+        if self._insecure:
+            return False
         path = self._dir / name
         entry = self._entries.get(name)
         try:
@@ -356,7 +398,11 @@ class FileSource:
 
     def _load(self, path: Path) -> tuple[Stamp | None, Pod | None, ManifestError | None]:
         return _load_contained(
-            path, node_name=self._node, seen=self._seen, max_bytes=self._max_bytes
+            path,
+            node_name=self._node,
+            seen=self._seen,
+            max_bytes=self._max_bytes,
+            trusted=self._trusted,
         )
 
     def _emit(self) -> None:

@@ -39,6 +39,9 @@ from minikubelet.model import naming
 from minikubelet.runtime import volumes
 
 ROOT = Path(__file__).resolve().parents[2]
+# The agent refuses manifests that others than root can write (config/strict.py):
+# whatever umask the test runner came with, what the tests write is 0644/0755.
+os.umask(0o022)
 NETWORK = "minikubelet-test"
 POD_CIDR = "10.218.0.0/16"
 T = TypeVar("T")
@@ -70,6 +73,13 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def _inherited_env() -> dict[str, str]:
+    """The test runner's environment, less systemd's notify and watchdog variables: an
+    agent must not report to a service manager that runs the tests."""
+    own = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+    return {k: v for k, v in os.environ.items() if k not in own}
 
 
 def free_port() -> int:
@@ -194,8 +204,14 @@ class Agent:
         *,
         infra_image: str,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        log_level: str | None = "DEBUG",
     ) -> None:
         self.api = api
+        # Added to the agent's environment (NOTIFY_SOCKET, WATCHDOG_USEC...).
+        self.env = env or {}
+        # None: no --log-level flag, so that a config file's logLevel counts.
+        self.log_level = log_level
         self.node = f"t{uuid.uuid4().hex[:8]}"
         self.manifests = base / "manifests"
         self.state = base / "state"
@@ -231,12 +247,17 @@ class Agent:
             POD_CIDR,
             "--pod-infra-image",
             self.infra_image,
-            "--log-level",
-            "DEBUG",
+            *(("--log-level", self.log_level) if self.log_level else ()),
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**_inherited_env(), **self.env},
+        )
         log.close()
         if wait:
             self.wait_ready()
@@ -526,12 +547,16 @@ def make_agent(
         start: bool = True,
         infra_image: str | None = None,
         base: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_level: str | None = "DEBUG",
     ) -> Agent:
         agent = Agent(
             base or tmp_path / f"agent{len(agents)}",
             docker_api,
             infra_image=infra_image or pause_image,
             extra_args=extra_args,
+            env=env,
+            log_level=log_level,
         )
         agents.append(agent)
         if start:

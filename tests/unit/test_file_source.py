@@ -359,3 +359,74 @@ def test_seen_times_are_kept_per_uid_and_forgotten_for_gone_pods() -> None:
     seen.forget_except({"a"})
     assert len(seen) == 1
     assert seen("b") == "3.0"  # a pod seen again later is seen anew
+
+
+def _write_with_mode(path: Path, text: str, mode: int) -> None:
+    """Written aside under a dot-name (ignored) and renamed in, so no reader ever
+    sees the file with another mode than ``mode``."""
+    temp = path.with_name("." + path.name)
+    temp.write_text(text)
+    temp.chmod(mode)
+    temp.rename(path)
+
+
+async def test_a_group_writable_file_is_refused_and_the_others_run(
+    source: tuple[Path, Collector],
+) -> None:
+    directory, collector = source
+    (directory / "good.yaml").write_text(POD.format(name="good", tag="1"))
+    _write_with_mode(directory / "open.yaml", POD.format(name="open", tag="1"), 0o664)
+    snapshot = await collector.wait_for(lambda s: names(s) == ["good-n1"] and bool(s.errors))
+    (error,) = snapshot.errors
+    assert error.origin == str(directory / "open.yaml")
+    assert "group-writable" in str(error)
+    assert str(directory / "open.yaml") in snapshot.held
+    # Fixing the mode is a change the source sees (inotify ATTRIB): the pod comes.
+    (directory / "open.yaml").chmod(0o644)
+    fixed = await collector.wait_for(lambda s: sorted(names(s)) == ["good-n1", "open-n1"])
+    assert fixed.errors == ()
+
+
+async def test_a_directory_made_group_writable_stops_being_read(
+    source: tuple[Path, Collector],
+) -> None:
+    directory, collector = source
+    (directory / "a.yaml").write_text(POD.format(name="a", tag="1"))
+    await collector.wait_for(lambda s: names(s) == ["a-n1"])
+    directory.chmod(0o770)
+    try:
+        refused = await collector.wait_for(lambda s: bool(s.errors))
+        assert "group-writable" in str(refused.errors[0])
+        assert names(refused) == ["a-n1"]  # what runs is kept, as for a missing directory
+        (directory / "b.yaml").write_text(POD.format(name="b", tag="1"))
+        await asyncio.sleep(0.5)
+        assert names(collector.last) == ["a-n1"]
+    finally:
+        directory.chmod(0o700)
+    back = await collector.wait_for(lambda s: not s.errors and len(s.pods) == 2)
+    assert sorted(names(back)) == ["a-n1", "b-n1"]
+
+
+async def test_a_new_resync_period_takes_effect_at_once(tmp_path: Path) -> None:
+    src = FileSource(tmp_path, node_name="n1", seen=SeenTimes(time.time, str), sink=Collector())
+    rescans = 0
+    plain = src._request_rescan
+
+    def counting() -> None:
+        nonlocal rescans
+        rescans += 1
+        plain()
+
+    src._request_rescan = counting  # type: ignore[method-assign]
+    src.set_resync_period(3600)
+    task = asyncio.create_task(src.run())
+    try:
+        await asyncio.sleep(0.3)
+        before = rescans
+        src.set_resync_period(0.05)
+        await asyncio.sleep(0.5)
+        assert rescans - before >= 3
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
