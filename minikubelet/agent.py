@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from minikubelet import __version__
 from minikubelet.config.file import FileSource
 from minikubelet.config.merge import PodConfig
 from minikubelet.config.source import SeenTimes, SourceSnapshot
@@ -31,6 +32,9 @@ from minikubelet.logconfig import AgentLogging
 from minikubelet.metrics import Metrics
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod
+from minikubelet.nodestatus.manager import NodeStatus
+from minikubelet.nodestatus.readings import read_host_facts
+from minikubelet.nodestatus.setters import NodeIdentity
 from minikubelet.podworkers import PodWorkers, WorkerSettings, pod_ref
 from minikubelet.runtime.docker import DockerRuntime, RuntimeConfig
 from minikubelet.runtime.dockerspec import NodeResources
@@ -133,6 +137,22 @@ class Agent:
                 "no CAP_SYS_RESOURCE: pods run without kubelet's negative OOM score adjustment"
             )
         self.node_ref = ObjectRef(kind="Node", name=self.node_name, uid=self.node_name)
+        self.node_status = NodeStatus(
+            NodeIdentity(
+                name=self.node_name,
+                created=time.time(),
+                host_ip=self.host_ip,
+                port=settings.listen_port,
+                kubelet_version=f"v{__version__}",
+                pod_cidr=settings.pod_cidr,
+            ),
+            read_host_facts(),
+            recorder=self.recorder,
+            node_ref=self.node_ref,
+            clock=time.time,
+            ready_errors=self._node_errors,
+            nodefs=settings.state_dir,
+        )
         self.seen = SeenTimes(time.time, rfc3339_nano_local)
         self.config: PodConfig | None = None
         self.source: FileSource | None = None
@@ -151,6 +171,14 @@ class Agent:
         self, pod: Pod, type_: EventType, reason: str, message: str, *, field_path: str = ""
     ) -> None:
         self.recorder.record(pod_ref(pod, field_path), type_, reason, message)
+
+    def _node_errors(self) -> list[str]:
+        """Why the node is not Ready, in the kubelet's words for its runtime checks."""
+        if self.config is None:
+            return ["container runtime status check may not have completed yet"]
+        if self.runtime.is_stale() or not self.runtime.events_connected():
+            return ["container runtime is down"]
+        return []
 
     async def _start_server(self) -> None:
         token = ""
@@ -173,7 +201,13 @@ class Agent:
             metrics=self.metrics.registry,
             health=self.health,
             recorder=self.recorder,
+            node=self.node_status,
         )
+        self.recorder.record(self.node_ref, EventType.NORMAL, "Starting", "Starting kubelet.")
+        try:
+            await self.node_status.refresh()
+        except OSError as e:
+            log.warning("node status: cannot read the host's usage: %s", e)
         tls = None
         if self.settings.tls_cert_file:
             tls = await asyncio.to_thread(
@@ -228,6 +262,7 @@ class Agent:
             supervisor.spawn("housekeeping", self._housekeeping())
             if self.notifier.enabled:
                 supervisor.spawn("systemd", self._service_manager())
+            supervisor.spawn("nodestatus", self.node_status.run())
             log.info(
                 "minikubelet running as node %s (host IP %s, manifests in %s)",
                 self.node_name,
@@ -312,6 +347,7 @@ class Agent:
             if record.is_sandbox and seen:
                 self.seen.seed(record.pod_uid, seen)
         self.runtime.start_events()
+        self.node_status.set_runtime(*await self.runtime.engine_info())
         self.config = PodConfig(
             [FileSource.name],
             sink=self.workers.sync_desired,

@@ -67,3 +67,10 @@ def inspect_network(client: docker.APIClient, network_id: str) -> dict[str, Any]
 
 def ping(client: docker.APIClient) -> bool:
     return bool(client.ping())
+
+
+def engine_info(client: docker.APIClient) -> tuple[str, str]:
+    """The engine's version and its root directory (the filesystem its images are on)."""
+    version = str(client.version().get("Version", ""))
+    root = str(client.info().get("DockerRootDir", ""))
+    return version, root

@@ -152,6 +152,15 @@ class DockerRuntime:
         except (TimeoutError, MinikubeletError):
             return False
 
+    async def engine_info(self) -> tuple[str, str]:
+        """(version, root directory) of the engine, for the node's status; ("", "") when
+        it cannot say."""
+        try:
+            return await self.executor.call(calls.engine_info)
+        except MinikubeletError as e:
+            log.warning("cannot read the Docker engine's version: %s", e)
+            return "", ""
+
     async def close(self) -> None:
         await self.pleg.close()
         self._execs.close()

@@ -15,7 +15,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from minikubelet.server import events, healthz, params
+from minikubelet.server import events, healthz, nodes, params
 from minikubelet.server.deps import DEPS, LIMITS, EngineProbe, ServerDeps, ServerLimits
 from minikubelet.server.errors import StatusError
 from minikubelet.server.guard import LOOPBACK_ONLY, guard, render_errors
@@ -108,6 +108,7 @@ def make_app(
     app.router.add_get("/pods/", pods)
     app.router.add_get("/metrics", metrics)
     events.add_routes(app)
+    nodes.add_routes(app)
     for path in DEBUG_PATHS:
         app.router.add_route("*", path, debug_disabled)
         app.router.add_route("*", path + "/{tail:.*}", debug_disabled)

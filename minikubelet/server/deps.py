@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from minikubelet.config.merge import SourceError
 from minikubelet.events import EventRecorder
 from minikubelet.health import Health
+from minikubelet.nodestatus.manager import NodeStatus
 from minikubelet.status.manager import StatusManager
 
 
@@ -38,6 +39,8 @@ class ServerDeps:
     health: Health | None = None
     # What /api/v1/events lists; without it those paths answer 404.
     recorder: EventRecorder | None = None
+    # The node's status, for /api/v1/nodes; without it those paths answer 503.
+    node: NodeStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)

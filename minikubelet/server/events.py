@@ -87,7 +87,7 @@ BATCH = 256
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 
-def _since(timestamp: str | None, now: float) -> str:
+def age_of(timestamp: str | None, now: float) -> str:
     """translateTimestampSince: the age of an RFC 3339 time, ``<unknown>`` when unset."""
     if not timestamp:
         return "<unknown>"
@@ -101,8 +101,8 @@ def _since(timestamp: str | None, now: float) -> str:
 def event_cells(obj: Mapping[str, Any], now: float) -> list[Any]:
     """One row of ``kubectl get events -o wide``, as printEvent renders it (the server
     always renders the wide row; kubectl hides the priority-1 cells)."""
-    first = _since(obj.get("firstTimestamp"), now)
-    last = _since(obj.get("lastTimestamp"), now) if obj.get("lastTimestamp") else first
+    first = age_of(obj.get("firstTimestamp"), now)
+    last = age_of(obj.get("lastTimestamp"), now) if obj.get("lastTimestamp") else first
     involved = obj.get("involvedObject") or {}
     kind = str(involved.get("kind", "")).lower()
     name = involved.get("name", "")
