@@ -285,7 +285,9 @@ class PodWorkers:
         for uid, worker in list(self._workers.items()):
             if uid not in desired and worker.phase is WorkerPhase.SYNCING:
                 log.info("pod %s removed from its source; terminating", worker.key)
-                self.status.untrack(uid)
+                # Shown with a deletionTimestamp (kubectl: Terminating) until its worker ends.
+                grace = worker.pod.spec.termination_grace_period_seconds if worker.pod else 0
+                self.status.begin_deletion(uid, now=self.clock(), grace_seconds=grace)
                 worker.update(None)
         self._sources_ready = self._sources_ready or sources_ready
         if self._sources_ready:
@@ -362,6 +364,8 @@ class PodWorkers:
             worker.retrying = False
         if self._workers.get(worker.uid) is worker:
             del self._workers[worker.uid]
+        if worker.uid not in self._desired and not self._closing:
+            self.status.untrack(worker.uid)
         for other in self._workers.values():
             if worker.full_name is not None and other.full_name == worker.full_name:
                 other.wake()  # it may have been waiting for this name

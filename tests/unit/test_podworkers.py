@@ -406,6 +406,24 @@ async def test_a_removed_pod_runs_pre_stop_within_its_grace(
     assert [(what, name, n) for what, _, name, n in node.runtime.kills(pod.uid)] == expected
 
 
+async def test_a_removed_pod_shows_its_deletion_until_its_worker_is_done(node: Node) -> None:
+    pod = make_pod(grace=12)
+    node.want(pod)
+    await eventually(lambda: node.running(pod, "a", attempt=0), "the pod running")
+    node.runtime.stop_gate = asyncio.Event()
+
+    node.want()
+    deletion = node.status.deletion(pod.uid)
+    assert deletion is not None
+    assert (deletion.timestamp, deletion.grace_seconds) == (node.clock() + 12, 12)
+    await eventually(lambda: bool(node.runtime.asked("stop", pod.uid)), "the pod stopping")
+    assert node.status.get(pod.uid) is not None, "gone before its containers"
+
+    node.runtime.stop_gate.set()
+    await eventually(lambda: node.status.get(pod.uid) is None, "the pod untracked")
+    assert node.runtime.asked("remove_pod", pod.uid)
+
+
 # --- one pod per full name ---
 
 
