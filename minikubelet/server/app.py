@@ -10,15 +10,19 @@ the listening socket with its connection limits in ``serve.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from minikubelet.server import events, healthz, nodes, params
+from minikubelet.server import discovery, events, healthz, nodes
+from minikubelet.server import pods as api_pods
 from minikubelet.server.deps import DEPS, LIMITS, EngineProbe, ServerDeps, ServerLimits
 from minikubelet.server.errors import StatusError
 from minikubelet.server.guard import LOOPBACK_ONLY, guard, render_errors
+from minikubelet.server.podquery import parse_query
+from minikubelet.server.pods import joined_items
 from minikubelet.server.stream import send_body
 from minikubelet.server.watch import WATCH_SLOTS, WatchSlots, watch_pods
 
@@ -40,18 +44,17 @@ DEBUG_PATHS = (
 
 
 async def pods(request: web.Request) -> web.StreamResponse:
-    try:
-        query = request.query
-        timeout = params.timeout_seconds(query)
-        watch = params.is_watch(query)
-    except (UnicodeError, ValueError):
-        raise StatusError(400, "the query string cannot be decoded") from None
-    if watch:
-        return await watch_pods(request, timeout)
+    # The kubelet's view: plain JSON only, and a pod leaves it as soon as its source
+    # drops it (the API paths show it Terminating until it is gone).
+    query = dataclasses.replace(
+        parse_query(request, namespace=None, hide_deleting=True), table=None
+    )
+    if query.watch:
+        return await watch_pods(request, query)
     deps = request.app[DEPS]
     status = deps.status
     stale = deps.engine.is_stale()
-    items = status.items_json()
+    items = joined_items(status, query)
     body = b"".join(
         [
             b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":',
@@ -109,6 +112,8 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     events.add_routes(app)
     nodes.add_routes(app)
+    api_pods.add_routes(app)
+    discovery.add_routes(app)
     for path in DEBUG_PATHS:
         app.router.add_route("*", path, debug_disabled)
         app.router.add_route("*", path + "/{tail:.*}", debug_disabled)

@@ -66,6 +66,9 @@ class ServerLimits:
     # Seconds one write to a client may wait for the client to read. A client that
     # stops reading is dropped once the socket buffers are full and this passes.
     write_timeout: float = 10.0
+    # Seconds between BOOKMARK events on a watch that allows them (the API server sends
+    # one about every minute); each tells the client the version it has seen all up to.
+    bookmark_interval: float = 60.0
     # Seconds a connection may sit idle between requests, or take to send a request's
     # headers, before it is closed (the kubelet's IdleTimeout: 90 s).
     keepalive_timeout: float = 90.0
