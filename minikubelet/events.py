@@ -182,6 +182,15 @@ class EventFeed:
         return await self._queue.get()
 
 
+def _log_level(type_: EventType, count: int) -> int:
+    """Repeats are logged at counts 1, 2, 4, 8... only, the others at DEBUG: a probe
+    failing every 10 s or a crash loop must not fill the log of an agent that is
+    otherwise idle (the event's count says how often; the events API has them all)."""
+    if count & (count - 1):
+        return logging.DEBUG
+    return logging.WARNING if type_ is EventType.WARNING else logging.INFO
+
+
 class EventRecorder:
     def __init__(
         self, *, host: str, clock: Callable[[], float], max_events: int = MAX_EVENTS
@@ -233,8 +242,16 @@ class EventRecorder:
         while len(self._events) > self._max_events:
             self._events.popitem(last=False)
             self._compacted = version
-        level = logging.WARNING if type_ is EventType.WARNING else logging.INFO
-        log.log(level, "event %s %s %s/%s: %s", reason, obj.kind, obj.namespace, obj.name, message)
+        log.log(
+            _log_level(type_, event.count),
+            "event %s %s %s/%s: %s%s",
+            reason,
+            obj.kind,
+            obj.namespace,
+            obj.name,
+            message,
+            f" (x{event.count})" if event.count > 1 else "",
+        )
         if self._feeds:
             change = EventChange(change_type, event)
             for feed in list(self._feeds):

@@ -138,7 +138,8 @@ class ExecRunner:
             log.debug("exec %s: cannot kill: %s", exec_id[:12], e)
             return
         if not killed:
-            log.info(
+            # The usual end of a probe that was merely slow (its Unhealthy event says so).
+            log.debug(
                 "exec %s outlived its timeout but its process is gone or not its own", exec_id[:12]
             )
 

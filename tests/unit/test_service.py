@@ -345,3 +345,17 @@ def test_directory_insecurity(tmp_path: Path) -> None:
     link.symlink_to(manifests)
     assert f"{shared}, a parent" in directory_insecurity(link, trusted)
     assert stat.S_IMODE(os.stat(manifests).st_mode) == 0o755
+
+
+def test_repeated_events_are_logged_at_counts_1_2_4_8(caplog: pytest.LogCaptureFixture) -> None:
+    from minikubelet.events import EventRecorder, EventType, ObjectRef
+
+    recorder = EventRecorder(host="n", clock=lambda: 0.0)
+    pod = ObjectRef(kind="Pod", name="web", namespace="default", uid="u")
+    with caplog.at_level(logging.DEBUG, logger="minikubelet.events"):
+        for _ in range(10):
+            recorder.record(pod, EventType.WARNING, "Unhealthy", "Readiness probe failed")
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(loud) == 4
+    assert loud[-1].endswith("Readiness probe failed (x8)")
+    assert len(caplog.records) == 10
