@@ -14,6 +14,7 @@ lists a pod in its grace period; kubectl prints them Terminating.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aiohttp import web
@@ -74,6 +75,12 @@ async def list_pods(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def watch_path(request: web.Request) -> web.StreamResponse:
+    """``/api/v1/watch/...``: the deprecated watch paths, a watch whatever ``watch`` says."""
+    query = parse_query(request, namespace=request.match_info.get("namespace"))
+    return await watch_pods(request, dataclasses.replace(query, watch=True))
+
+
 def find(status: StatusManager, namespace: str, name: str) -> PodUID | None:
     """The pod of that name; of two (a pod replaced while the old one stops), the new one."""
     found = None
@@ -121,3 +128,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/namespaces/{namespace}/pods", list_pods)
     app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", get_pod)
     app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/status", get_pod)
+    app.router.add_get("/api/v1/watch/pods", watch_path)
+    app.router.add_get("/api/v1/watch/namespaces/{namespace}/pods", watch_path)

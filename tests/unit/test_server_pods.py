@@ -296,6 +296,15 @@ async def test_watch_from_now_lists_first_then_streams(
         assert event["object"]["metadata"]["resourceVersion"] == str(status.resource_version)
 
 
+async def test_deprecated_watch_paths_watch(
+    client: Client, status: StatusManager, pods: dict[str, Pod]
+) -> None:
+    async with client.get("/api/v1/watch/namespaces/kube-system/pods") as resp:
+        assert brief(await _events(resp, 1)) == [("ADDED", "sys-node")]
+    async with client.get("/api/v1/watch/pods", params={"labelSelector": "app=db"}) as resp:
+        assert brief(await _events(resp, 1)) == [("ADDED", "db-node")]
+
+
 async def test_watch_resumes_after_a_version(
     client: Client, status: StatusManager, pods: dict[str, Pod]
 ) -> None:
