@@ -33,7 +33,8 @@ from minikubelet.util.timefmt import rfc3339
 SUBSCRIBER_QUEUE = 10_000
 # Changes kept for watchers resuming from a resource version (the API server's watch
 # cache keeps a window too); one older than the window gets 410 Expired and relists.
-# Each entry shares its pod and status with the live state: a few pointers apiece.
+# Each change keeps the status of its version alive (the one before it is the previous
+# change's), so the window costs about as many PodStatus values: a few MB at most.
 HISTORY = 1000
 
 
