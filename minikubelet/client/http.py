@@ -163,6 +163,13 @@ def _api_error(code: int, body: bytes) -> ApiError:
     except ValueError:
         pass
     if status is None:
+        if code == 404:
+            # kubectl's words for a path the server does not serve at all.
+            return ApiError(
+                "Error from server (NotFound): the server could not find the requested resource",
+                code=code,
+                status=None,
+            )
         if code == 401:
             return ApiError(
                 "error: You must be logged in to the server (Unauthorized)", code=code, status=None

@@ -7,11 +7,14 @@ two are compared. The pods do not interfere with one another.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +271,45 @@ def test_events_list_the_pods_events(shared: Agent) -> None:
     everywhere = cli(shared, "events", "-A").stdout.splitlines()
     assert everywhere[0].split()[0] == "NAMESPACE"
     assert len(everywhere) >= len(lines)
+
+
+def test_events_watch_sees_a_new_pods_events(shared: Agent) -> None:
+    name = f"later-{shared.node}"
+    args = ["events", "--for", f"pod/{name}", "-w", "--server", f"http://127.0.0.1:{shared.port}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minikubelet", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # A reader thread, so that waiting for a line is bounded by the deadline.
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    try:
+        shared.write("later.yaml", pod_manifest("later", [sh("main", "sleep 3600 & wait")]))
+        deadline = time.monotonic() + 30
+        while not any(" Started " in x for x in seen):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no Started event printed; got {seen}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=remaining))
+        assert seen[0].split()[:3] == ["LAST", "SEEN", "TYPE"], seen
+        assert all(f"Pod/{name}" in x for x in seen[1:]), seen
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+        shared.remove("later.yaml")
+    assert proc.returncode == 130, err
+    assert err == ""
 
 
 def test_version_prints_both_versions(shared: Agent) -> None:

@@ -416,6 +416,9 @@ def test_a_status_becomes_kubectls_error_line() -> None:
     assert str(_api_error(404, body)) == 'Error from server (NotFound): pods "x" not found'
     assert str(_api_error(401, b"")) == "error: You must be logged in to the server (Unauthorized)"
     assert "status code 502" in str(_api_error(502, b"<html>"))
+    assert str(_api_error(404, b"404: Not Found")) == (
+        "Error from server (NotFound): the server could not find the requested resource"
+    )
 
 
 @pytest.mark.parametrize(
