@@ -202,6 +202,7 @@ class Agent:
             health=self.health,
             recorder=self.recorder,
             node=self.node_status,
+            logs=self.runtime,
         )
         self.recorder.record(self.node_ref, EventType.NORMAL, "Starting", "Starting kubelet.")
         try:

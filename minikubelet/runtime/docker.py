@@ -31,6 +31,7 @@ from minikubelet.runtime.dockerspec import NodeResources
 from minikubelet.runtime.exec import ExecRunner
 from minikubelet.runtime.executor import DockerExecutor
 from minikubelet.runtime.images import ImageStore
+from minikubelet.runtime.logs import ContainerLog, LogOptions, LogReader
 from minikubelet.runtime.network import BridgeNetwork
 from minikubelet.runtime.pleg import Pleg
 from minikubelet.runtime.pods import PodContext, PodEventSink, PodManager, PostStart
@@ -104,6 +105,7 @@ class DockerRuntime:
             clock=clock,
         )
         self._execs = ExecRunner(executor)
+        self._logs = LogReader(executor)
 
     def _image_id_for(self, image: str) -> str:
         info = self.images.cached(image)
@@ -164,6 +166,12 @@ class DockerRuntime:
     async def close(self) -> None:
         await self.pleg.close()
         self._execs.close()
+        self._logs.shutdown()
+
+    def open_log(self, container_id: str, options: LogOptions) -> ContainerLog:
+        """A container's log from the engine's log driver (``runtime/logs.py``); raises
+        TooManyLogStreamsError when every stream slot is taken."""
+        return self._logs.open(container_id, options)
 
     # --- what the pod workers use (podworkers.runtime.PodRuntime) ---
 

@@ -16,7 +16,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from minikubelet.server import discovery, events, healthz, nodes
+from minikubelet.server import discovery, events, healthz, logs, nodes
 from minikubelet.server import pods as api_pods
 from minikubelet.server.deps import DEPS, LIMITS, EngineProbe, ServerDeps, ServerLimits
 from minikubelet.server.errors import StatusError
@@ -32,8 +32,9 @@ __all__ = ["DEPS", "EngineProbe", "ServerDeps", "ServerLimits", "make_app"]
 STALE_WARNING = '299 - "Docker engine unreachable: pod statuses are as last seen"'
 
 # Kubelet serves these only on its authenticated port; the read-only port refuses them.
+# /containerLogs is served (server/logs.py), behind the bearer token as the kubelet's
+# authenticated port serves it.
 DEBUG_PATHS = (
-    "/containerLogs",
     "/exec",
     "/run",
     "/attach",
@@ -114,6 +115,7 @@ def make_app(
     nodes.add_routes(app)
     api_pods.add_routes(app)
     discovery.add_routes(app)
+    logs.add_routes(app)
     for path in DEBUG_PATHS:
         app.router.add_route("*", path, debug_disabled)
         app.router.add_route("*", path + "/{tail:.*}", debug_disabled)

@@ -17,6 +17,7 @@ from minikubelet.config.merge import SourceError
 from minikubelet.events import EventRecorder
 from minikubelet.health import Health
 from minikubelet.nodestatus.manager import NodeStatus
+from minikubelet.runtime.logs import LogOptions
 from minikubelet.status.manager import StatusManager
 
 
@@ -25,6 +26,24 @@ class EngineProbe(Protocol):
 
     def is_stale(self) -> bool:
         """True while the agent's view of the engine may be out of date."""
+        ...
+
+
+class LogStream(Protocol):
+    """One container log being read (``runtime.logs.ContainerLog``)."""
+
+    async def start(self) -> None: ...
+
+    async def read(self) -> bytes:
+        """The next piece; b"" at the end."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LogSource(Protocol):
+    def open_log(self, container_id: str, options: LogOptions) -> LogStream:
+        """Raises TooManyLogStreamsError when every stream slot is taken."""
         ...
 
 
@@ -41,6 +60,8 @@ class ServerDeps:
     recorder: EventRecorder | None = None
     # The node's status, for /api/v1/nodes; without it those paths answer 503.
     node: NodeStatus | None = None
+    # Container logs for /api/v1/namespaces/*/pods/*/log; without it those paths answer 404.
+    logs: LogSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ REASONS = {
     405: "MethodNotAllowed",
     406: "NotAcceptable",
     410: "Expired",
+    422: "Invalid",
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
