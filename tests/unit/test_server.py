@@ -260,7 +260,7 @@ async def test_pods_lists_tracked_pods_with_status(
 async def test_debug_endpoints_are_refused(
     client: TestClient[web.Request, web.Application],
 ) -> None:
-    resp = await client.get("/containerLogs/default/p/c")
+    resp = await client.get("/runningpods/")
     assert resp.status == 405
     assert await resp.text() == "Debug endpoints are disabled."
     resp = await client.post("/exec/default/p/c")
