@@ -117,16 +117,18 @@ class PodSync:
         self.waiting = dict(actions.waiting)
         for name, waiting in actions.waiting.items():
             if waiting.reason == "CrashLoopBackOff":
+                # format.Pod: name_namespace(uid).
                 deps.event(
                     pod,
                     EventType.WARNING,
                     "BackOff",
-                    "Back-off restarting failed container " + name,
+                    f"Back-off restarting failed container {name} in pod "
+                    f"{pod.name}_{pod.namespace}({pod.uid})",
                     field_path=container_field_path(pod, name),
                 )
         if actions.wake_at is not None:
             self.wakeup.wake_at(actions.wake_at)
-        starts = self._filter_held(actions.start, now)
+        starts = self._filter_held(pod, actions.start, now)
         if (actions.create_sandbox or starts) and now < self.pod_not_before:
             self.wakeup.wake_at(self.pod_not_before)
         elif not actions.idle:
@@ -146,7 +148,9 @@ class PodSync:
 
     # --- starts that failed ---
 
-    def _filter_held(self, starts: tuple[StartContainer, ...], now: float) -> list[StartContainer]:
+    def _filter_held(
+        self, pod: Pod, starts: tuple[StartContainer, ...], now: float
+    ) -> list[StartContainer]:
         """Drop starts that failed recently and wait out their retry time."""
         allowed = []
         for start in starts:
@@ -154,9 +158,25 @@ class PodSync:
             if held is not None and held.image == start.container.image and now < held.not_before:
                 self.waiting[start.container.name] = held.waiting
                 self.wakeup.wake_at(held.not_before)
+                if held.waiting.reason == "ImagePullBackOff":
+                    self._pull_backoff_events(pod, start.container.name, held.image)
                 continue
             allowed.append(start)
         return allowed
+
+    def _pull_backoff_events(self, pod: Pod, name: str, image: str) -> None:
+        """The kubelet's pair for a pull in back-off, at each sync that meets it."""
+        field_path = container_field_path(pod, name)
+        self.deps.event(
+            pod,
+            EventType.NORMAL,
+            "BackOff",
+            f'Back-off pulling image "{image}"',
+            field_path=field_path,
+        )
+        self.deps.event(
+            pod, EventType.WARNING, "Failed", "Error: ImagePullBackOff", field_path=field_path
+        )
 
     def _record_errors(
         self, pod: Pod, starts: list[StartContainer], errors: Mapping[str, MinikubeletError]
@@ -189,6 +209,9 @@ class PodSync:
                 entry = settings.image_backoff.next(old.backoff if old else None, now)
                 waiting = Waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
                 self.held[name] = _Held(now + entry.delay, waiting, image, entry)
+                # This worker next wakes when the back-off ends, not at the kubelet's
+                # periodic syncs that would meet it first: say so now.
+                self._pull_backoff_events(pod, name, image)
             else:
                 delay = settings.requeue_delay()
                 self.held[name] = _Held(now + delay, self.waiting[name], image, None)
@@ -264,12 +287,26 @@ class PodSync:
             await deps.hooks.run("PostStart", handler, target, timeout=POST_START_TIMEOUT)
         except HookError as e:
             field_path = container_field_path(ctx.pod, container.name)
+            # Not the hook's output: it may hold secrets (the kubelet's words and reason).
+            # The waiting message and the log keep the detail.
+            log.warning("pod %s: postStart hook of %s failed: %s", ctx.pod.key, container.name, e)
             deps.event(
-                ctx.pod, EventType.WARNING, "FailedPostStartHook", str(e), field_path=field_path
+                ctx.pod,
+                EventType.WARNING,
+                "FailedPostStartHook",
+                "PostStartHook failed",
+                field_path=field_path,
             )
             self.waiting[container.name] = Waiting("PostStartHookError", str(e))
             record = deps.runtime.cache.get(cid)
             if record is not None:
+                deps.event(
+                    ctx.pod,
+                    EventType.NORMAL,
+                    "Killing",
+                    "FailedPostStartHook",
+                    field_path=field_path,
+                )
                 await deps.terminator.stop_container(
                     ctx.pod, record, ctx.pod.spec.termination_grace_period_seconds
                 )

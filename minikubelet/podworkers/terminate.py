@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from minikubelet.container.refs import container_field_path
 from minikubelet.container.state import ContainerRecord, PodRuntimeState
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 MIN_STOP_WINDOW = 2
 # The kubelet kills pods no source has with gracePeriodOverride = 1 (HandlePodCleanups).
 ORPHAN_GRACE = 1
+# killPodNow's patience: the grace period and half again, at least this many seconds;
+# a pod still being stopped then is reported (ExceededGracePeriod), not abandoned.
+KILL_TIMEOUT_MIN = 10
+
+
+class _Timer(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Terminator:
@@ -45,11 +53,17 @@ class Terminator:
         *,
         clock: Callable[[], float],
         event: PodEventSink,
+        call_at: Callable[[float, Callable[[], None]], _Timer] | None = None,
     ) -> None:
+        """``call_at`` calls back once ``clock`` reads a time (default: an event-loop timer)."""
         self.runtime = runtime
         self.hooks = hooks
         self.clock = clock
         self.event = event
+        self.call_at = call_at or self._loop_call_at
+
+    def _loop_call_at(self, when: float, callback: Callable[[], None]) -> _Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, when - self.clock()), callback)
 
     async def terminate_pod(self, uid: PodUID, pod: Pod | None) -> None:
         """Stop a pod within its grace period and remove its containers and files.
@@ -58,11 +72,27 @@ class Terminator:
         """
         state = self.runtime.cache.pod_state(uid)
         grace = _grace(pod, state)
-        if grace > 0:
-            await self.kill_running(pod, state, grace=grace)
-        # Grace 0 (or all stopped): a forced remove is one call per container.
-        await self.runtime.remove_pod(uid)
+        overdue = self.call_at(
+            self.clock() + max(grace + grace // 2, KILL_TIMEOUT_MIN), lambda: self._overdue(pod)
+        )
+        try:
+            if grace > 0:
+                await self.kill_running(pod, state, grace=grace)
+            # Grace 0 (or all stopped): a forced remove is one call per container.
+            await self.runtime.remove_pod(uid)
+        finally:
+            overdue.cancel()
         log.info("pod %s terminated", pod.key if pod is not None else uid)
+
+    def _overdue(self, pod: Pod | None) -> None:
+        if pod is not None:
+            self.event(
+                pod,
+                EventType.WARNING,
+                "ExceededGracePeriod",
+                "Container runtime did not kill the pod within specified grace period.",
+            )
+        log.warning("pod %s: still stopping past its grace period", pod.key if pod else "?")
 
     async def kill_running(self, pod: Pod | None, state: PodRuntimeState, *, grace: int) -> None:
         """Stop a pod's running containers: apps together, sidecars in reverse, then sandboxes.
@@ -112,13 +142,17 @@ class Terminator:
             try:
                 await self.hooks.run("PreStop", handler, target, timeout=grace)
             except HookError as e:
+                # The event does not carry the hook's output, which may hold secrets.
+                log.warning("preStop hook of %s failed: %s", record.name, e)
                 if pod is not None:
                     field_path = container_field_path(pod, record.name)
                     self.event(
-                        pod, EventType.WARNING, "FailedPreStopHook", str(e), field_path=field_path
+                        pod,
+                        EventType.WARNING,
+                        "FailedPreStopHook",
+                        "PreStopHook failed",
+                        field_path=field_path,
                     )
-                else:
-                    log.warning("%s", e)
         timeout = max(grace - int(self.clock() - started), MIN_STOP_WINDOW) if grace > 0 else 0
         await self.runtime.stop_container(record, timeout=timeout)
 

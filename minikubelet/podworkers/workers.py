@@ -238,7 +238,9 @@ class PodWorkers:
                 host_ip=settings.host_ip,
             )
         )
-        self.terminator = Terminator(runtime, self.hooks, clock=clock, event=self.event)
+        self.terminator = Terminator(
+            runtime, self.hooks, clock=clock, event=self.event, call_at=self.call_at
+        )
         self.sync_deps = SyncDeps(
             runtime=runtime,
             status=status,

@@ -180,12 +180,17 @@ class ProbeWorker:
             )
             manager.metrics.probe_ran(self.labels, result, time.perf_counter() - began, lag)
         if outcome is not Outcome.SUCCESS:
-            verb = "failed" if outcome is Outcome.FAILURE else "errored"
+            message = (
+                f"{self.kind.value} probe failed: {output}"
+                if outcome is Outcome.FAILURE
+                # An error is not counted: the kubelet says so, and what it left the result at.
+                else f"{self.kind.value} probe errored and resulted in unknown state: {output}"
+            )
             manager.event(
                 self.pod,
                 EventType.WARNING,
                 "Unhealthy",
-                f"{self.kind.value} probe {verb}: {output}".strip(),
+                message.strip(),
                 # A sidecar is an init container: its path is spec.initContainers{name}.
                 container_field_path(self.pod, self.container.name),
             )

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,8 @@ class ImageInfo:
     repo_tags: tuple[str, ...] = ()
     repo_digests: tuple[str, ...] = ()
     user: str = ""
+    # Bytes, as the engine reports them: the kubelet's "Image size" in its Pulled event.
+    size: int = 0
 
     @property
     def status_id(self) -> str:
@@ -79,6 +82,7 @@ class ImageInfo:
             repo_tags=tuple(data.get("RepoTags") or ()),
             repo_digests=tuple(data.get("RepoDigests") or ()),
             user=config.get("User") or "",
+            size=int(data.get("Size") or 0),
         )
 
 
@@ -156,8 +160,13 @@ class ImageStore:
             raise ImagePullError(f'Failed to pull image "{ref}": not present after pull')
         return info
 
-    async def ensure(self, ref: str, policy: PullPolicy) -> tuple[ImageInfo, bool]:
-        """The image per pull policy; returns (image, whether it was pulled now)."""
+    async def ensure(
+        self, ref: str, policy: PullPolicy, *, pulling: Callable[[], None] | None = None
+    ) -> tuple[ImageInfo, bool]:
+        """The image per pull policy; returns (image, whether it was pulled now).
+
+        ``pulling`` is called just before a pull begins (the kubelet's Pulling event).
+        """
         if not is_valid_reference(ref):
             raise InvalidImageNameError(
                 f'Failed to apply default image tag "{ref}": '
@@ -171,6 +180,8 @@ class ImageStore:
                 raise ImageNeverPullError(
                     f'Container image "{ref}" is not present with pull policy of Never'
                 )
+        if pulling is not None:
+            pulling()
         return await self.pull(ref), True
 
     async def ensure_pause_image(self, ref: str, *, pull_timeout: float) -> str:

@@ -28,11 +28,16 @@ from minikubelet.container.refs import container_field_path
 from minikubelet.container.state import ContainerRecord, ContainerState
 from minikubelet.errors import (
     ConflictError,
+    CreateContainerConfigError,
     CreateContainerError,
+    ImageNeverPullError,
     ImageNotFoundError,
+    ImagePullError,
+    InvalidImageNameError,
     MinikubeletError,
     NotFoundError,
     RunContainerError,
+    RuntimeUnavailableError,
     SandboxError,
 )
 from minikubelet.events import EventType
@@ -64,6 +69,7 @@ from minikubelet.runtime.volumes import (
     container_mounts,
     prepare_volumes,
 )
+from minikubelet.util.timefmt import go_duration
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +306,12 @@ class PodManager:
             oom_score_adj=CONTAINER_OOM_SCORE_ADJ if self._lower_oom_scores else None,
             backoff_delay=start.backoff.delay if start.backoff is not None else None,
         )
-        name, body = container_create_body(params)
+        field_path = container_field_path(pod, container.name)
+        try:
+            name, body = container_create_body(params)
+        except CreateContainerConfigError as e:
+            self._events(pod, EventType.WARNING, "Failed", f"Error: {e}", field_path=field_path)
+            raise
         try:
             cid = await self._create_checked(name, body)
         except ImageNotFoundError:
@@ -309,6 +320,9 @@ class PodManager:
             info = await self._ensure_image(pod, container)
             cid = await self._create_checked(name, body)
         except MinikubeletError as e:
+            if not isinstance(e, RuntimeUnavailableError):
+                # An engine that went away is no fault of this container: no event.
+                self._events(pod, EventType.WARNING, "Failed", f"Error: {e}", field_path=field_path)
             raise CreateContainerError(str(e)) from e
         record = record_from_labels(
             cid,
@@ -330,11 +344,40 @@ class PodManager:
         return cid
 
     async def _ensure_image(self, pod: Pod, container: Container) -> ImageInfo:
+        """The container's image per its pull policy, with the kubelet's image events:
+        Pulling/Pulled, or the failure's own event followed by ``Error: <reason>``."""
         field_path = container_field_path(pod, container.name)
+        image = container.image
+        began = self._clock()
+
+        def pulling() -> None:
+            nonlocal began
+            began = self._clock()
+            self._events(
+                pod, EventType.NORMAL, "Pulling", f'Pulling image "{image}"', field_path=field_path
+            )
+
         try:
-            info, pulled = await self._images.ensure(container.image, container.image_pull_policy)
+            info, pulled = await self._images.ensure(
+                image, container.image_pull_policy, pulling=pulling
+            )
+        except (ImagePullError, ImageNeverPullError, InvalidImageNameError) as e:
+            # EnsureImageExists' event, then startContainer's "Error: <reason>".
+            if isinstance(e, ImageNeverPullError):
+                first = "ErrImageNeverPull"
+            elif isinstance(e, InvalidImageNameError):
+                first = "InspectFailed"
+            else:
+                first = "Failed"
+            self._events(pod, EventType.WARNING, first, str(e), field_path=field_path)
+            self._events(
+                pod, EventType.WARNING, "Failed", f"Error: {e.reason}", field_path=field_path
+            )
+            raise
+        except RuntimeUnavailableError:
+            raise  # the engine is away: not this container's failure
         except MinikubeletError as e:
-            self._events(pod, EventType.WARNING, "Failed", str(e), field_path=field_path)
+            self._events(pod, EventType.WARNING, "Failed", f"Error: {e}", field_path=field_path)
             raise
         if not pulled:
             # Kubelet reports this for every container start; it is the only trace of the check.
@@ -346,11 +389,14 @@ class PodManager:
                 field_path=field_path,
             )
         else:
+            # The puller here is not a queue, so the pull and the wait are one duration.
+            took = go_duration(self._clock() - began)
             self._events(
                 pod,
                 EventType.NORMAL,
                 "Pulled",
-                f'Successfully pulled image "{container.image}"',
+                f'Successfully pulled image "{image}" in {took} ({took} including waiting). '
+                f"Image size: {info.size} bytes.",
                 field_path=field_path,
             )
         return info

@@ -69,3 +69,22 @@ def human_duration(seconds: float) -> str:
         days = (hours // 24) % 365
         return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
     return f"{hours // 24 // 365}y"
+
+
+def go_duration(seconds: float) -> str:
+    """A duration truncated to milliseconds, as Go's ``Duration.String`` prints it
+    (``523ms``, ``1.234s``, ``2m3.5s``, ``1h0m0s``): the kubelet's image pull events."""
+    ms = int(seconds * 1000)
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, frac = divmod(rest, 1000)
+    text = f"{secs}.{frac:03d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
