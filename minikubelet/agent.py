@@ -68,8 +68,18 @@ HOUSEKEEPING_PERIOD = 30.0
 # directory): while one fails, systemd's watchdog is not petted and systemd
 # restarts the agent. An engine that is down is no reason to restart the agent.
 LIVENESS_CHECKS = ["syncloop"]
+# Housekeeping that has not come round in this long is stuck (on a hung
+# filesystem, say): the syncloop check fails, and the watchdog stops petting.
+HOUSEKEEPING_STALL = 4 * HOUSEKEEPING_PERIOD
 # What SIGHUP can change in a running agent; any other change needs a restart.
 RELOADABLE = ("log_level", "log_format", "file_check_frequency")
+
+
+def housekeeping_stalled(last: float, now: float, limit: float = HOUSEKEEPING_STALL) -> str | None:
+    """Why the sync loop looks wedged (its housekeeping pass overdue), or None."""
+    if now - last > limit:
+        return f"housekeeping has not come round in {now - last:.0f}s"
+    return None
 
 
 def _value(value: object) -> str:
@@ -100,6 +110,8 @@ class Agent:
         self._reload_settings = reload
         self._logs = logs
         self._reloading: asyncio.Task[None] | None = None
+        # Loop time at which housekeeping last began a pass (the syncloop heartbeat).
+        self._housekeeping_at: float | None = None
         self.node_name = settings.node_name
         self.host_ip = settings.node_ip or detect_host_ip()
         self.recorder = EventRecorder(host=self.node_name, clock=time.time)
@@ -293,7 +305,10 @@ class Agent:
         removal. Nothing is done while the engine's view is stale or before
         every source has been seen whole, when a pod could look gone but is not.
         """
+        loop = asyncio.get_running_loop()
         while True:
+            # A pass that ends, whatever it did, is the heartbeat the syncloop check reads.
+            self._housekeeping_at = loop.time()
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             if self.config is None or not self.config.ready or self.cache.stale:
                 continue
@@ -326,6 +341,10 @@ class Agent:
         async def syncloop() -> str | None:
             if self.config is None:
                 return "waiting for the Docker engine"
+            if self._housekeeping_at is not None:
+                return housekeeping_stalled(
+                    self._housekeeping_at, asyncio.get_running_loop().time()
+                )
             return None
 
         self.health.add("manifests", manifests)

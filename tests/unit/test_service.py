@@ -359,3 +359,12 @@ def test_repeated_events_are_logged_at_counts_1_2_4_8(caplog: pytest.LogCaptureF
     assert len(loud) == 4
     assert loud[-1].endswith("Readiness probe failed (x8)")
     assert len(caplog.records) == 10
+
+
+def test_housekeeping_overdue_fails_the_syncloop_check() -> None:
+    from minikubelet.agent import HOUSEKEEPING_PERIOD, housekeeping_stalled
+
+    assert housekeeping_stalled(100.0, 100.0 + HOUSEKEEPING_PERIOD + 1) is None
+    reason = housekeeping_stalled(100.0, 100.0 + 10 * HOUSEKEEPING_PERIOD)
+    assert reason is not None
+    assert "housekeeping" in reason
