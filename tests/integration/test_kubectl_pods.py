@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -110,7 +111,7 @@ def settled(kc: Kubectl) -> dict[str, list[str]]:
         return all(last.get(full, ["", ""])[1] == word for full, word in expected.items())
 
     try:
-        wait_until(all_there, timeout=60, what="every pod in its expected state")
+        wait_until(all_there, timeout=90, what="every pod in its expected state")
     except AssertionError as e:
         shown = {name: cells[1] if len(cells) > 1 else cells for name, cells in last.items()}
         raise AssertionError(f"{e}\nexpected: {expected}\nprinted: {shown}") from None
@@ -198,6 +199,46 @@ def test_label_and_field_selectors(kc: Kubectl, settled: dict[str, list[str]]) -
     selector = f"status.phase=Running,metadata.name=running-{node},spec.nodeName={node}"
     assert list(table(kc, "--field-selector", selector)) == [f"running-{node}"]
     assert table(kc, "--field-selector", "spec.nodeName=elsewhere") == {}
+
+
+# A request kubectl logs at -v=6, 1.20 and 1.32 alike: "... round_trippers.go:N] GET <url> 200 OK".
+REQUEST = re.compile(r"round_trippers\.go:\d+\] (GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) (\d{3})")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "pods", "-A"),
+        ("get", "pods", "-o", "wide"),
+        ("get", "pod", "{running}", "-n", "default", "-o", "yaml"),
+        ("describe", "pod", "{running}", "-n", "default"),
+    ],
+    ids=" ".join,
+)
+def test_kubectl_makes_no_failing_request(
+    kc: Kubectl, settled: dict[str, list[str]], args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Discovery and every read kubectl needs answer 200: nothing it falls back from."""
+    running = f"running-{kc.agent.node}"
+    done = subprocess.run(
+        # A cache of its own, so discovery is asked for, not read from an earlier run.
+        kc.args(
+            *(a.format(running=running) for a in args),
+            "-v=6",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ),
+        env=kc.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    requests = REQUEST.findall(done.stderr)
+    assert any(url.split("?")[0].endswith("/api/v1") for _, url, _ in requests), done.stderr
+    failed = [(method, url, code) for method, url, code in requests if code != "200"]
+    assert failed == []
 
 
 def test_get_raw_healthz_and_version(kc: Kubectl) -> None:
