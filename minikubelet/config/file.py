@@ -252,7 +252,16 @@ class FileSource:
             self._emit()
 
     async def _watch(self) -> None:
-        with Inotify() as inotify:
+        try:
+            inotify = Inotify()
+        except OSError as e:
+            # EMFILE here is the system's inotify instance limit (128 per user by
+            # default), shared with every other program: wait for one to free up
+            # rather than take the agent down; the periodic rescan goes on meanwhile.
+            self._directory_unusable(f"cannot watch {self._dir}: {os.strerror(e.errno or 0)}")
+            await asyncio.sleep(MISSING_DIR_RETRY)
+            return
+        with inotify:
             try:
                 inotify.add_watch(self._dir, _WATCH_MASK)
             except OSError as e:

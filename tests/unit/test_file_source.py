@@ -430,3 +430,35 @@ async def test_a_new_resync_period_takes_effect_at_once(tmp_path: Path) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_no_inotify_instance_left_is_reported_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from asyncinotify import Inotify as real
+
+    from minikubelet.config import file as file_module
+
+    exhausted = True
+
+    def inotify() -> object:
+        if exhausted:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real()
+
+    monkeypatch.setattr(file_module, "Inotify", inotify)
+    collector = Collector()
+    src = FileSource(tmp_path, node_name="n1", seen=SeenTimes(time.time, str), sink=collector)
+    task = asyncio.create_task(src.run())
+    try:
+        await collector.wait_for(lambda s: any("cannot watch" in str(e) for e in s.errors))
+        assert not task.done()
+        exhausted = False
+        (tmp_path / "a.yaml").write_text(POD.format(name="a", tag="1"))
+        await collector.wait_for(lambda s: names(s) == ["a-n1"] and not s.errors)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
