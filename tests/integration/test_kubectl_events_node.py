@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -213,3 +214,44 @@ def test_describe_node(shared_agent: Agent, kube: Kubectl) -> None:
         )
     )
     assert lease["spec"]["holderIdentity"] == shared_agent.node
+
+
+# A request kubectl logs at -v=6, 1.20 and 1.32 alike: "... round_trippers.go:N] GET <url> 200 OK".
+REQUEST = re.compile(r"round_trippers\.go:\d+\] (GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) (\d{3})")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("get", "events", "-A"),
+        ("get", "events", "-o", "wide"),
+        ("get", "nodes", "-o", "wide"),
+        ("get", "node", "{node}", "-o", "yaml"),
+        ("describe", "node", "{node}"),
+    ],
+    ids=" ".join,
+)
+def test_kubectl_makes_no_failing_request(
+    shared_agent: Agent, kube: Kubectl, args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Every read kubectl makes for events and the node answers 200, describe node's Lease
+    and pod list included: nothing it falls back from."""
+    done = subprocess.run(
+        # A cache of its own, so discovery is asked for, not read from an earlier run.
+        kube.args(
+            *(a.format(node=shared_agent.node) for a in args),
+            "-v=6",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ),
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    requests = REQUEST.findall(done.stderr)
+    assert requests, done.stderr
+    failed = [(method, url, code) for method, url, code in requests if code != "200"]
+    assert failed == []
