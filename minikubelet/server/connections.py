@@ -9,6 +9,14 @@ accepts a burst in one go), and hands it to aiohttp's ``RequestHandler``
 only under the limit. Past it, the connection is told ``503`` with
 ``Retry-After`` and closed; it never reaches aiohttp.
 
+Over TLS a connection is counted from its accept, through its handshake:
+a client that connects and never says hello holds a descriptor too. So
+the TLS layer is put on after admission (``ConnectionGate._secure``) rather
+than by the listening socket, where the loop would hand the connection
+over only once the handshake is done. Past the limit a TLS connection is reset,
+since a plaintext 503 means nothing to a TLS client; a handshake has
+``TLS_HANDSHAKE_TIMEOUT`` to finish.
+
 A refused connection lingers up to ``REFUSED_LINGER`` seconds after the
 answer, reading and discarding, so the client's request bytes do not turn
 the close into a reset that would destroy the answer before it is read.
@@ -21,6 +29,7 @@ import asyncio
 import logging
 import resource
 import ssl
+from asyncio import sslproto
 from typing import cast
 
 from aiohttp import web
@@ -66,12 +75,20 @@ def connection_limit(wanted: int) -> int:
 REPORT_PERIOD = 60.0
 
 
+# Seconds a TLS client may take to finish its handshake, counted as an open connection.
+TLS_HANDSHAKE_TIMEOUT = 10
+
+
 class ConnectionGate:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, tls: ssl.SSLContext | None = None) -> None:
         self.limit = limit
+        # When set, every admitted connection is a TLS server connection with this context.
+        self.tls = tls
         self.open = 0
         self.refused = 0
         self._lingering: set[_Gated] = set()
+        # Admitted TLS connections still in their handshake.
+        self._securing: set[asyncio.Transport] = set()
         self._reported_at: float | None = None
         self._reported_refused = 0
 
@@ -79,9 +96,38 @@ class ConnectionGate:
         return _Gated(self, server)
 
     def close(self) -> None:
-        """Reset the refused connections still lingering (at shutdown)."""
+        """Reset the refused connections still lingering, and stop the handshakes (at
+        shutdown)."""
         for gated in list(self._lingering):
             gated.abort()
+        for raw in list(self._securing):
+            raw.abort()
+
+    def _secure(self, raw: asyncio.Transport, connection: _TlsConnection) -> None:
+        """Put the TLS layer between ``raw`` and ``connection``, now.
+
+        What ``loop.start_tls`` does, but before this callback returns: uvloop
+        starts reading right after ``connection_made`` whatever the protocol
+        asked, so a ClientHello could otherwise reach a protocol with no TLS
+        layer yet and be lost. asyncio's ``SSLProtocol`` (the one ``start_tls``
+        uses on the standard loop) works over any loop's transport.
+        """
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        layer = sslproto.SSLProtocol(
+            loop,
+            connection,
+            self.tls,
+            waiter,
+            server_side=True,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+        )
+        waiter.add_done_callback(connection.handshake_done)
+        self._securing.add(raw)
+        waiter.add_done_callback(lambda _: self._securing.discard(raw))
+        raw.set_protocol(layer)
+        layer.connection_made(raw)
 
     def _admit(self) -> bool:
         if self.open < self.limit:
@@ -116,8 +162,14 @@ class _Gated(asyncio.Protocol):
         self._transport = transport
         gate = self._gate
         if gate._admit():
+            if gate.tls is not None:
+                gate._secure(transport, _TlsConnection(gate, self._server))
+                return
             self._inner = self._server()
             self._inner.connection_made(transport)
+            return
+        if gate.tls is not None:
+            transport.abort()
             return
         if len(gate._lingering) >= MAX_LINGERING:
             transport.abort()
@@ -161,10 +213,59 @@ class _Gated(asyncio.Protocol):
             self._transport.abort()
 
 
-# Seconds a TLS client may take to finish its handshake. The gate counts a connection
-# from the end of its handshake (asyncio hands it to the protocol only then), so this is
-# what bounds the connections still shaking hands.
-TLS_HANDSHAKE_TIMEOUT = 10.0
+class _TlsConnection(asyncio.Protocol):
+    """An admitted TLS connection behind its TLS layer: aiohttp's handler once the
+    handshake is done.
+
+    It owns the connection's place in the gate, given back exactly once: when
+    the connection is lost, or when its handshake fails, times out or is cut.
+    """
+
+    def __init__(self, gate: ConnectionGate, server: Server) -> None:
+        self._gate = gate
+        self._server = server
+        self._handler: asyncio.Protocol | None = None
+        self._made = False
+        self._released = False
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._gate.open -= 1
+
+    def handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        error = None if waiter.cancelled() else waiter.exception()
+        if not self._made:
+            # A client that does not speak TLS, a certificate that does not verify, a
+            # timeout, a client gone mid-handshake: its failure, and common on an exposed port.
+            log.debug("TLS handshake failed: %r", error)
+            self._release()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made = True
+        self._handler = self._server()
+        self._handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._handler is not None:
+            self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received() if self._handler is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.resume_writing()
 
 
 class GatedSite(web.BaseSite):
@@ -173,15 +274,10 @@ class GatedSite(web.BaseSite):
     __slots__ = ("_bound_port", "_gate", "_host", "_port")
 
     def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        *,
-        gate: ConnectionGate,
-        ssl_context: ssl.SSLContext | None = None,
+        self, runner: web.BaseRunner, host: str, port: int, *, gate: ConnectionGate
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context)
+        # TLS, if any, is the gate's: put on after admission, not by the listening socket.
+        super().__init__(runner)
         self._host = host
         self._port = port
         self._gate = gate
@@ -190,7 +286,7 @@ class GatedSite(web.BaseSite):
     @property
     def name(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
-        scheme = "https" if self._ssl_context else "http"
+        scheme = "https" if self._gate.tls else "http"
         return f"{scheme}://{host}:{self._bound_port}"
 
     @property
@@ -207,8 +303,6 @@ class GatedSite(web.BaseSite):
             self._host,
             self._port,
             backlog=self._backlog,
-            ssl=self._ssl_context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl_context else None,
         )
         self._server = listening
         if listening.sockets:

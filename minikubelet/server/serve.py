@@ -66,7 +66,7 @@ async def serve(
     """
     limits = limits or ServerLimits()
     app = make_app(deps, limits=limits, loopback_only=is_loopback_listen(host))
-    gate = ConnectionGate(connection_limit(limits.max_connections))
+    gate = ConnectionGate(connection_limit(limits.max_connections), tls=tls)
 
     async def reset_refused(_: web.Application) -> None:
         gate.close()
@@ -85,7 +85,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        await GatedSite(runner, host, port, gate=gate, ssl_context=tls).start()
+        await GatedSite(runner, host, port, gate=gate).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -7,25 +7,28 @@ The guard's decision table is run against the real application served by ``serve
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from minikubelet.errors import ConfigError
-from minikubelet.server.app import ServerDeps, make_app
+from minikubelet.server import connections
+from minikubelet.server.app import ServerDeps, ServerLimits, make_app
 from minikubelet.server.guard import SENSITIVE_PATHS, TOKEN_USER, authenticate
 from minikubelet.server.serve import serve
 from minikubelet.server.tls import server_tls_context
 from minikubelet.settings import build_settings
 from minikubelet.status.manager import StatusManager
-from tests.unit.test_server import Engine
+from tests.unit.test_server import Engine, wait_for
 
 TOKEN = "s3cret"
 LOG_PATH = "/api/v1/namespaces/default/pods/web-n1/log"
@@ -216,10 +219,17 @@ async def tls_runners(
 
 
 @pytest.fixture(scope="module")
-def clients(pki: Pki, alice: trustme.LeafCert) -> dict[str | None, ssl.SSLContext]:
+def clients(
+    pki: Pki, alice: trustme.LeafCert, stranger: trustme.LeafCert
+) -> dict[str | None, ssl.SSLContext]:
     """Client contexts trusting the server, by the certificate they present."""
     no_cn = pki.ca.issue_cert("nobody.example")
-    return {None: pki.client(), "alice": pki.client(cert=alice), "no-cn": pki.client(cert=no_cn)}
+    return {
+        None: pki.client(),
+        "alice": pki.client(cert=alice),
+        "no-cn": pki.client(cert=no_cn),
+        "stranger": pki.client(cert=stranger),
+    }
 
 
 # (server, credentials, client certificate) -> status of /pods; /healthz is 200 unless 401.
@@ -331,6 +341,68 @@ async def test_the_certificate_subject_is_the_identity(
         assert await resp.json() == [TOKEN_USER, [], "token"]
     finally:
         await client.close()
+
+
+async def _tls_connections_count_from_accept(
+    context: ssl.SSLContext,
+    clients: dict[str | None, ssl.SSLContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner = await serve(
+        deps(TOKEN), "127.0.0.1", 0, limits=ServerLimits(max_connections=2), tls=context
+    )
+    (site,) = runner.sites
+    assert isinstance(site, connections.GatedSite)
+    gate = site._gate
+    port = port_of(runner)
+    held: list[asyncio.StreamWriter] = []
+    try:
+        # Two clients that connect and never say hello hold both places.
+        for _ in range(2):
+            held.append((await asyncio.open_connection("127.0.0.1", port))[1])
+        await wait_for(lambda: gate.open == 2, what="the silent connections counted")
+        with pytest.raises(aiohttp.ClientError):
+            await status_of(port, "/healthz", scheme="https", client=clients[None])
+        held.pop().close()
+        await wait_for(lambda: gate.open == 1, what="a silent connection gone")
+        assert await status_of(port, "/healthz", scheme="https", client=clients[None]) == 200
+        # Failed handshakes give their place back: plain HTTP, a stranger's certificate.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /pods HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert not (await reader.read()).startswith(b"HTTP/")
+        writer.close()
+        with pytest.raises(aiohttp.ClientError):
+            await status_of(port, "/healthz", scheme="https", client=clients["stranger"])
+        await wait_for(lambda: gate.open == 1, what="failed handshakes not counted")
+        # A handshake that never ends is ended (the held one keeps its 10 s).
+        monkeypatch.setattr(connections, "TLS_HANDSHAKE_TIMEOUT", 1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""
+        writer.close()
+        held.pop().close()
+        await wait_for(lambda: gate.open == 0, what="every place given back")
+    finally:
+        for writer in held:
+            writer.close()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_tls_connections_count_from_accept(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    server_context: ssl.SSLContext,
+    clients: dict[str | None, ssl.SSLContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over TLS the connection cap counts handshakes in progress, and every connection gives
+    its place back, however its handshake ends."""
+    scenario = _tls_connections_count_from_accept(server_context, clients, monkeypatch)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(asyncio.wait_for(scenario, 60))
 
 
 # --- start-up refusals ------------------------------------------------------------------------
