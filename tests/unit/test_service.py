@@ -368,3 +368,15 @@ def test_housekeeping_overdue_fails_the_syncloop_check() -> None:
     reason = housekeeping_stalled(100.0, 100.0 + 10 * HOUSEKEEPING_PERIOD)
     assert reason is not None
     assert "housekeeping" in reason
+
+
+def test_journal_stream_is_recognised_by_device_and_inode(tmp_path: Path) -> None:
+    from minikubelet.logconfig import stream_is_journal
+
+    with (tmp_path / "stream").open("w") as stream:
+        st = os.fstat(stream.fileno())
+        assert stream_is_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        assert not stream_is_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+        assert not stream_is_journal(stream, {"JOURNAL_STREAM": "junk"})
+        assert not stream_is_journal(stream, {})
+    assert not stream_is_journal(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
