@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # The kubelet's nodeStatusUpdateFrequency.
 UPDATE_PERIOD = 10.0
+# nodeStatusReportFrequency: a status that changed nothing but its heartbeats is
+# published at most this often (the Lease's renewTime moves at every update).
+REPORT_PERIOD = 300.0
 # How often a node that is not Ready is checked again.
 NOT_READY_PERIOD = 1.0
 
@@ -58,6 +61,7 @@ class NodeStatus:
         self._pressure_seen: dict[str, float] = {}
         self._node: dict[str, Any] | None = None
         self.version = 0
+        self._reported = 0.0
         # When the status was last computed: the Lease's renewTime.
         self.renewed = 0.0
         self.closed = False
@@ -91,11 +95,20 @@ class NodeStatus:
             now=now,
         )
         self._conditions = {c.type: c for c in conditions}
-        self.version += 1
         self.renewed = now
-        self._node = setters.node_object(
-            self.identity, self.facts, readings, conditions, version=self.version
+        node = setters.node_object(
+            self.identity, self.facts, readings, conditions, version=self.version + 1
         )
+        # As the kubelet posts its status: when something changed, or after the report
+        # period; a watcher of nodes is not woken every 10 s by heartbeats alone.
+        if (
+            self._node is None
+            or now - self._reported >= REPORT_PERIOD
+            or not setters.same_but_heartbeats(node, self._node)
+        ):
+            self.version += 1
+            self._node = node
+            self._reported = now
         for reason in flips:
             self._recorder.record(
                 self._node_ref,

@@ -237,6 +237,22 @@ class NodeIdentity:
     runtime_version: str = ""
 
 
+def same_but_heartbeats(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two Nodes differ in nothing but their version and conditions' heartbeats:
+    the kubelet does not post such a status before nodeStatusReportFrequency."""
+
+    def stripped(node: Mapping[str, Any]) -> tuple[Any, ...]:
+        metadata = {k: v for k, v in node["metadata"].items() if k != "resourceVersion"}
+        status = {k: v for k, v in node["status"].items() if k != "conditions"}
+        conditions = [
+            {k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+            for c in node["status"]["conditions"]
+        ]
+        return metadata, node["spec"], status, conditions
+
+    return stripped(a) == stripped(b)
+
+
 def node_uid(machine_id: str, name: str) -> str:
     """A uid stable for this machine and node name, across restarts and upgrades."""
     return str(uuid.uuid5(_UID_NAMESPACE, f"{machine_id}/{name}"))

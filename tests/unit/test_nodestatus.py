@@ -391,8 +391,9 @@ def test_the_manager_records_a_node_event_per_flip_and_bumps_the_version() -> No
     assert recorder.list()[0].message == "Node n1 status is now: NodeHasNoDiskPressure"
     node = status.node()
     assert node is not None
-    assert node["metadata"]["resourceVersion"] == "5"
-    assert status.version == 5
+    # Five updates, one of which changed nothing but heartbeats: four versions.
+    assert node["metadata"]["resourceVersion"] == "4"
+    assert status.version == 4
     assert status.renewed == clock.now
     memory = node["status"]["conditions"][0]
     assert memory["status"] == "False"
@@ -406,3 +407,26 @@ def test_the_runtime_version_is_docker_slash_the_engines() -> None:
     node = status.node()
     assert node is not None
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"] == "docker://26.1.4"
+
+
+def test_a_status_that_only_moved_its_heartbeats_is_published_every_five_minutes() -> None:
+    status, _, clock = manager([])
+    status.update(HEALTHY)
+    first = status.node()
+    for _ in range(29):
+        clock.now += 10
+        status.update(HEALTHY)
+        assert status.node() is first
+    # The Lease is renewed at every update all the same.
+    assert status.renewed == clock.now
+    clock.now += 10  # 300 s after the last report
+    status.update(HEALTHY)
+    node = status.node()
+    assert node is not None
+    assert node["metadata"]["resourceVersion"] == "2"
+    assert node["status"]["conditions"][0]["lastHeartbeatTime"] == "2023-11-14T22:18:20Z"
+    assert node["status"]["conditions"][0]["lastTransitionTime"] == "2023-11-14T22:13:20Z"
+    # Anything else that changes is published at once.
+    clock.now += 10
+    status.update(readings(memory_available=0))
+    assert status.version == 3

@@ -19,7 +19,7 @@ from minikubelet.nodestatus.manager import NodeStatus
 from minikubelet.server.app import ServerDeps, make_app
 from minikubelet.server.nodes import node_cells, node_roles
 from minikubelet.status.manager import StatusManager
-from tests.unit.test_nodestatus import FACTS, HEALTHY, IDENTITY, T0
+from tests.unit.test_nodestatus import FACTS, HEALTHY, IDENTITY, T0, readings
 
 Client = TestClient[web.Request, web.Application]
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -221,11 +221,13 @@ async def test_a_watch_sends_the_node_then_each_update() -> None:
             first = json.loads(await resp.content.readline())
         assert first["type"] == "ADDED"
         assert first["object"]["metadata"]["resourceVersion"] == "1"
-        status.update(HEALTHY)
+        status.update(HEALTHY)  # nothing but heartbeats: not sent
+        status.update(readings(memory_available=0))
         async with asyncio.timeout(5):
             second = json.loads(await resp.content.readline())
         assert second["type"] == "MODIFIED"
         assert second["object"]["metadata"]["resourceVersion"] == "2"
+        assert second["object"]["status"]["conditions"][0]["status"] == "True"
         # Closing the status (shutdown) ends every node watch.
         status.close()
         async with asyncio.timeout(5):
