@@ -82,8 +82,14 @@ class PodFilter:
     hide_deleting: bool = False
 
     @property
-    def needs_object(self) -> bool:
-        return bool(self.fields)
+    def everything(self) -> bool:
+        """True when every pod is shown, whatever its state."""
+        return (
+            self.namespace is None
+            and not self.labels
+            and not self.fields
+            and not self.hide_deleting
+        )
 
     def admits(
         self, pod: Pod, deletion: Deletion | None, obj: Callable[[], Mapping[str, Any]]

@@ -83,6 +83,9 @@ def transition(change: PodChange, pod_filter: PodFilter, status: StatusManager) 
     """What a watcher with ``pod_filter`` sees of ``change``: the object entering its
     selection is ADDED, staying in it MODIFIED, leaving it DELETED; else nothing."""
     previous = change.previous
+    if pod_filter.everything:
+        # The common watch, no selector: the change is what the watcher sees.
+        return change.type
     before = previous is not None and pod_filter.admits(
         previous.pod,
         previous.deletion,
