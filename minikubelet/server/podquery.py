@@ -116,6 +116,8 @@ class PodQuery:
     # None: start from the current state (absent or "0"); else resume after this version.
     resource_version: int | None = None
     bookmarks: bool = False
+    # sendInitialEvents (watch-list): the current pods as ADDED, then a BOOKMARK saying so.
+    initial_events: bool = False
     table: str | None = None
     include: str = "Metadata"
 
@@ -143,6 +145,7 @@ def parse_query(
         version_text = _first(query, "resourceVersion")
         limit_text = _first(query, "limit")
         bookmarks = _bool(_first(query, "allowWatchBookmarks"))
+        initial_events = _bool(_first(query, "sendInitialEvents"))
         continue_text = _first(query, "continue")
     except (UnicodeError, ValueError):
         raise StatusError(400, "the query string cannot be decoded") from None
@@ -163,6 +166,13 @@ def parse_query(
         raise StatusError(
             400, "continue: this agent gives no continue tokens; list again without it"
         )
+    if initial_events and not (watch and bookmarks):
+        # The API server's rule: the end of the initial events is told by a bookmark.
+        raise StatusError(
+            400,
+            "sendInitialEvents: Forbidden: sendInitialEvents is allowed only on a watch "
+            "with allowWatchBookmarks=true",
+        )
     version_table = wants_table(request)
     return PodQuery(
         filter=PodFilter(namespace, tuple(labels), tuple(fields), hide_deleting),
@@ -170,6 +180,7 @@ def parse_query(
         timeout=timeout,
         resource_version=version,
         bookmarks=bookmarks,
+        initial_events=initial_events,
         table=version_table,
         include=include_object(request) if version_table else "Metadata",
     )

@@ -6,7 +6,9 @@ the status manager's history, or, when that version is no longer known, the
 stream is one ERROR event carrying a 410 ``Expired`` Status ("too old resource
 version"), as the API server answers, and the client lists again. Then every
 change follows as it is published, so a client sees a status the moment a
-worker sets it. ``timeoutSeconds`` ends the stream.
+worker sets it. ``timeoutSeconds`` ends the stream. ``sendInitialEvents``
+(client-go's watch-list) always starts from the current pods, and marks their
+end with a BOOKMARK annotated ``k8s.io/initial-events-end``.
 
 Selectors are applied to the object before and after each change, as the
 API server's watch cache does: a pod entering the selection is ADDED, one
@@ -137,8 +139,10 @@ class _Renderer:
             self._body(self.status.change_object(change), change.resource_version),
         )
 
-    def bookmark(self, version: int) -> bytes:
-        metadata = {"resourceVersion": str(version)}
+    def bookmark(self, version: int, *, initial_events_end: bool = False) -> bytes:
+        metadata: dict[str, Any] = {"resourceVersion": str(version)}
+        if initial_events_end:
+            metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
         if self.query.table is None:
             obj: dict[str, Any] = {"kind": "Pod", "apiVersion": "v1", "metadata": metadata}
         else:
@@ -174,16 +178,18 @@ async def watch_pods(request: web.Request, query: PodQuery) -> web.StreamRespons
             # Nothing awaits between subscribing and reading the state or the history,
             # so the stream sees every change exactly once.
             replay = None
-            if query.resource_version is not None:
-                replay = status.changes_since(query.resource_version)
+            # With sendInitialEvents the version is a lower bound the current state meets.
+            from_version = None if query.initial_events else query.resource_version
+            if from_version is not None:
+                replay = status.changes_since(from_version)
             else:
                 uids = status.sorted_uids()
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             response.enable_chunked_encoding()
             stream = BoundedStream(request, response, limits.write_timeout)
-            if query.resource_version is not None and replay is None:
+            if from_version is not None and replay is None:
                 if await stream.prepare():
-                    gone = too_old(query.resource_version, status)
+                    gone = too_old(from_version, status)
                     if await stream.write(event_bytes("ERROR", gone)):
                         await stream.finish()
                 return response
@@ -194,6 +200,10 @@ async def watch_pods(request: web.Request, query: PodQuery) -> web.StreamRespons
             else:
                 initial = _initial(renderer, status, uids, pod_filter)
             if not await stream.write_all(initial):
+                return response
+            if query.initial_events and not await stream.write(
+                renderer.bookmark(status.resource_version, initial_events_end=True)
+            ):
                 return response
             await _follow(request, stream, renderer, subscription, query)
             return response

@@ -417,6 +417,29 @@ async def test_bookmarks_carry_the_version_seen(
             assert await asyncio.wait_for(resp.content.read(), 5) == b""
 
 
+async def test_watch_list_ends_its_initial_events_with_a_bookmark(
+    client: Client, status: StatusManager, pods: dict[str, Pod]
+) -> None:
+    params = {
+        "watch": "1",
+        "sendInitialEvents": "true",
+        "allowWatchBookmarks": "true",
+        "resourceVersionMatch": "NotOlderThan",
+        "resourceVersion": "1",
+        "labelSelector": "app=web",
+    }
+    async with client.get("/api/v1/pods", params=params) as resp:
+        events = await _events(resp, 3)
+    assert brief(events) == [("ADDED", "web-node"), ("ADDED", "sys-node"), ("BOOKMARK", "")]
+    assert events[2]["object"]["metadata"] == {
+        "resourceVersion": str(status.resource_version),
+        "annotations": {"k8s.io/initial-events-end": "true"},
+    }
+    resp = await client.get("/api/v1/pods", params={"watch": "1", "sendInitialEvents": "true"})
+    assert resp.status == 400
+    assert "allowWatchBookmarks" in (await resp.json())["message"]
+
+
 async def test_legacy_pods_watch_drops_a_pod_when_deletion_begins(
     client: Client, status: StatusManager, pods: dict[str, Pod]
 ) -> None:
