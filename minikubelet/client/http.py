@@ -113,7 +113,8 @@ class Connection:
             )
         if isinstance(reason, ssl.SSLCertVerificationError):
             return ClientError(
-                f"Unable to connect to the server {self.host}: {reason.verify_message}"
+                f"Unable to connect to the server {self.host}: certificate verify failed: "
+                f"{reason.verify_message} (is its CA given with --certificate-authority?)"
             )
         text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
         return ClientError(f"Unable to connect to the server {self.host}: {text}")

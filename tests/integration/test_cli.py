@@ -33,6 +33,9 @@ from tests.integration.conftest import (
     status_of,
 )
 
+# The TLS agent and its certificates, shared with the endpoint's own TLS tests.
+from tests.integration.test_tls import TOKEN, Pki, pki, tls_agent  # noqa: F401
+
 pytestmark = pytest.mark.docker
 
 
@@ -386,3 +389,46 @@ def test_ctrl_c_on_a_follow_exits_130_quietly(shared: Agent) -> None:
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert err == ""
+
+
+def test_https_with_a_ca_and_a_token_or_a_client_certificate(
+    tls_agent: Agent,  # noqa: F811
+    pki: Pki,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    base = [
+        sys.executable,
+        "-m",
+        "minikubelet",
+        "get",
+        "pods",
+        "--server",
+        f"https://127.0.0.1:{tls_agent.port}",
+    ]
+    ca = ["--certificate-authority", str(pki.ca_file)]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        )
+
+    for args in (
+        [*ca, "--token-file", str(token)],
+        [*ca, "--token", TOKEN],
+        [*ca, "--client-certificate", str(pki.client_cert), "--client-key", str(pki.client_key)],
+    ):
+        done = run(*args)
+        assert (done.returncode, done.stdout) == (0, ""), (args, done.stderr)
+        assert done.stderr == "No resources found in default namespace.\n"
+    refused = run(*ca, "--token", "wrong")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: You must be logged in to the server (")
+    assert refused.stderr.count("\n") == 1
+    unknown_ca = run("--token", TOKEN)
+    assert unknown_ca.returncode == 1
+    assert unknown_ca.stderr.startswith(
+        f"Unable to connect to the server 127.0.0.1:{tls_agent.port}: certificate verify failed"
+    ), unknown_ca.stderr
+    assert unknown_ca.stderr.count("\n") == 1

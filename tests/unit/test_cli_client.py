@@ -446,6 +446,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str]] = []
+        self.authorization: list[str] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -454,6 +455,7 @@ class FakeApi:
 
             def do_GET(self) -> None:
                 api.requests.append((self.path, self.headers.get("Accept", "")))
+                api.authorization.append(self.headers.get("Authorization", ""))
                 path = self.path.split("?", 1)[0]
                 route = api.routes.get(path)
                 if route is None:
@@ -634,6 +636,21 @@ def test_events_for_a_pod(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> N
     ]
     assert len(out.splitlines()) == 2
     assert "involvedObject.kind%3DPod%2CinvolvedObject.name%3Dweb-node1" in api.requests[0][0]
+
+
+def test_the_token_is_sent_as_a_bearer(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    api.json("/api/v1/namespaces/default/pods", TABLE)
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert run(api, capsys, "get", "pods", "--token-file", str(token))[0] == 0
+    assert run(api, capsys, "get", "pods", "--token", "other")[0] == 0
+    assert run(api, capsys, "get", "pods")[0] == 0
+    assert api.authorization == ["Bearer s3cret", "Bearer other", ""]
+    code, _, err = run(api, capsys, "get", "pods", "--token-file", str(tmp_path / "none"))
+    assert code == 1
+    assert err == f"error: --token-file {tmp_path / 'none'}: No such file or directory\n"
 
 
 def test_version_prints_both(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
