@@ -255,3 +255,23 @@ def test_kubectl_makes_no_failing_request(
     assert requests, done.stderr
     failed = [(method, url, code) for method, url, code in requests if code != "200"]
     assert failed == []
+
+
+def test_an_image_that_may_not_be_pulled_is_the_kubelets_two_warnings(
+    shared_agent: Agent, kube: Kubectl
+) -> None:
+    image = "localhost/minikubelet/absent:1"
+    container = {"name": "app", "image": image, "imagePullPolicy": "Never"}
+    shared_agent.write("evnever.yaml", pod_manifest("evnever", [container]))
+    pod = f"evnever-{shared_agent.node}"
+    shared_agent.wait_event(name="evnever", reason="ErrImageNeverPull")
+    listed = kube.json("get", "events", "--field-selector", f"involvedObject.name={pod}")
+    warnings = {(e["reason"], e["message"]) for e in listed["items"] if e["type"] == "Warning"}
+    assert (
+        "ErrImageNeverPull",
+        f'Container image "{image}" is not present with pull policy of Never',
+    ) in warnings
+    assert ("Failed", "Error: ErrImageNeverPull") in warnings
+    assert {e["involvedObject"].get("fieldPath") for e in listed["items"]} == {
+        "spec.containers{app}"
+    }
