@@ -163,7 +163,15 @@ class _Gated(asyncio.Protocol):
         gate = self._gate
         if gate._admit():
             if gate.tls is not None:
-                gate._secure(transport, _TlsConnection(gate, self._server))
+                secured = _TlsConnection(gate, self._server)
+                try:
+                    gate._secure(transport, secured)
+                except Exception:
+                    # A bug here must cost one connection, not the agent (an exception in
+                    # a protocol callback reaches the loop's handler, which fails it).
+                    log.exception("cannot set up TLS on a connection")
+                    secured.release()
+                    transport.abort()
                 return
             self._inner = self._server()
             self._inner.connection_made(transport)
@@ -228,7 +236,7 @@ class _TlsConnection(asyncio.Protocol):
         self._made = False
         self._released = False
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if not self._released:
             self._released = True
             self._gate.open -= 1
@@ -239,7 +247,7 @@ class _TlsConnection(asyncio.Protocol):
             # A client that does not speak TLS, a certificate that does not verify, a
             # timeout, a client gone mid-handshake: its failure, and common on an exposed port.
             log.debug("TLS handshake failed: %r", error)
-            self._release()
+            self.release()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._made = True
@@ -254,7 +262,7 @@ class _TlsConnection(asyncio.Protocol):
         return self._handler.eof_received() if self._handler is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._release()
+        self.release()
         handler, self._handler = self._handler, None
         if handler is not None:
             handler.connection_lost(exc)

@@ -405,6 +405,31 @@ def test_tls_connections_count_from_accept(
         runner.run(asyncio.wait_for(scenario, 60))
 
 
+async def test_a_failure_to_set_up_tls_costs_one_connection(
+    server_context: ssl.SSLContext,
+    clients: dict[str | None, ssl.SSLContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("broken")
+
+    runner = await serve(deps(TOKEN), "127.0.0.1", 0, tls=server_context)
+    (site,) = runner.sites
+    assert isinstance(site, connections.GatedSite)
+    try:
+        monkeypatch.setattr(connections.ConnectionGate, "_secure", broken)
+        with pytest.raises(aiohttp.ClientError):
+            await status_of(port_of(runner), "/healthz", scheme="https", client=clients[None])
+        assert site._gate.open == 0
+        monkeypatch.undo()
+        assert (
+            await status_of(port_of(runner), "/healthz", scheme="https", client=clients[None])
+            == 200
+        )
+    finally:
+        await runner.cleanup()
+
+
 # --- start-up refusals ------------------------------------------------------------------------
 
 SETTINGS_TABLE = [
