@@ -123,10 +123,24 @@ async def get_pod(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def read_only(request: web.Request) -> web.StreamResponse:
+    # The API server's words for a verb a resource does not offer; discovery lists none
+    # but get, list and watch.
+    raise StatusError(405, "the server does not allow this method on the requested resource")
+
+
+ROUTES = (
+    ("/api/v1/pods", list_pods),
+    ("/api/v1/namespaces/{namespace}/pods", list_pods),
+    ("/api/v1/namespaces/{namespace}/pods/{name}", get_pod),
+    ("/api/v1/namespaces/{namespace}/pods/{name}/status", get_pod),
+    ("/api/v1/watch/pods", watch_path),
+    ("/api/v1/watch/namespaces/{namespace}/pods", watch_path),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/pods", list_pods)
-    app.router.add_get("/api/v1/namespaces/{namespace}/pods", list_pods)
-    app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", get_pod)
-    app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/status", get_pod)
-    app.router.add_get("/api/v1/watch/pods", watch_path)
-    app.router.add_get("/api/v1/watch/namespaces/{namespace}/pods", watch_path)
+    for path, handler in ROUTES:
+        app.router.add_get(path, handler)
+        # Any other method (kubectl delete, apply...) gets a v1 Status, not aiohttp's text.
+        app.router.add_route("*", path, read_only)

@@ -221,6 +221,19 @@ async def test_get_by_name_and_not_found_in_the_api_servers_words(
     )
 
 
+@pytest.mark.parametrize("method", ["DELETE", "POST", "PUT", "PATCH"])
+async def test_writes_are_405_method_not_allowed(
+    client: Client, pods: dict[str, Pod], method: str
+) -> None:
+    for path in ("/api/v1/namespaces/default/pods", "/api/v1/namespaces/default/pods/web-node"):
+        resp = await client.request(method, path, data=b"{}")
+        assert resp.status == 405
+        body = await resp.json()
+        assert (body["kind"], body["reason"], body["code"]) == ("Status", "MethodNotAllowed", 405)
+    # Reads still answer.
+    assert (await client.head("/api/v1/pods")).status == 200
+
+
 async def test_table_has_kubectls_columns(client: Client, pods: dict[str, Pod]) -> None:
     body = await get_json(client, "/api/v1/pods", headers={"Accept": TABLE})
     assert body["kind"] == "Table"
