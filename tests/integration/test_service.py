@@ -216,3 +216,16 @@ def test_a_group_writable_directory_is_refused_unless_allowed(
     allowed.start()
     allowed.wait_running("web")
     assert os.stat(allowed.manifests).st_mode & 0o020
+
+
+def test_json_logs_are_one_object_per_line(make_agent: Callable[..., Agent]) -> None:
+    import json
+
+    agent = make_agent("--log-format", "json", log_level="INFO")
+    agent.write("web.yaml", pod_manifest("web", [sh("c", "sleep 3600")]))
+    agent.wait_running("web")
+    assert agent.stop(signal.SIGTERM) == 0
+    records = [json.loads(line) for line in agent.log().splitlines()]
+    assert records
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["message"] == "minikubelet stopped" for r in records)
