@@ -162,6 +162,35 @@ class Output:
         body = change.json() if self.table is None else self.body([change.object])
         return b'{"type":"' + change.type.encode() + b'","object":' + body + b"}\n"
 
+    def bookmark(self, version: int, *, initial_events_end: bool = False) -> bytes:
+        """A BOOKMARK: every change up to ``version`` has been sent (or filtered out)."""
+        if self.table is not None:
+            body = self.body([], resource_version=str(version))
+        else:
+            metadata: dict[str, Any] = {"resourceVersion": str(version)}
+            if initial_events_end:
+                metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
+            body = _json({"kind": "Event", "apiVersion": "v1", "metadata": metadata})
+        return b'{"type":"BOOKMARK","object":' + body + b"}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    """What a watch asked for besides its selection."""
+
+    since: int | None = None
+    timeout: int | None = None
+    # allowWatchBookmarks: a BOOKMARK every ``bookmark_interval`` seconds.
+    bookmarks: bool = False
+    # sendInitialEvents (watch-list): the current events as ADDED, then a BOOKMARK
+    # annotated k8s.io/initial-events-end.
+    initial_events: bool = False
+
+
+def _flag(query: Mapping[str, str], name: str) -> bool:
+    raw = query.get(name)
+    return raw is not None and not (raw == "0" or raw.casefold() == "false")
+
 
 def resource_version(query: Mapping[str, str]) -> int | None:
     """``resourceVersion`` of a watch: None for unset, "" and "0" (start from the current
@@ -196,8 +225,27 @@ async def list_events(request: web.Request) -> web.StreamResponse:
         field_selectors = query.getall("fieldSelector", [])
         label_selectors = query.getall("labelSelector", [])
         since = resource_version(query) if watch else None
+        bookmarks = _flag(query, "allowWatchBookmarks")
+        initial_events = _flag(query, "sendInitialEvents")
+        limit = query.get("limit", "")
+        continued = query.get("continue", "")
     except (UnicodeError, ValueError):
         raise StatusError(400, "the query string cannot be decoded") from None
+    # ``limit`` is taken and ignored: a list is always whole, with no ``continue``, which
+    # the API conventions allow ("the server may return more"); it must still be a number.
+    if limit and not _DIGITS.fullmatch(limit):
+        raise StatusError(400, f"limit: invalid value {shown(limit)}: must be a number")
+    if continued:
+        raise StatusError(
+            400, "continue: this agent gives no continue tokens; list again without it"
+        )
+    if initial_events and not (watch and bookmarks):
+        # The API server's rule: the end of the initial events is told by a bookmark.
+        raise StatusError(
+            400,
+            "sendInitialEvents: Forbidden: sendInitialEvents is allowed only on a watch "
+            "with allowWatchBookmarks=true",
+        )
     # The first value counts, as the API server converts a repeated string parameter.
     selection = Selection(
         request.match_info.get("namespace"),
@@ -207,13 +255,15 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     recorder = _recorder(request)
     output = _output(request)
     if watch:
-        return await watch_events(
-            request,
-            recorder=recorder,
-            selection=selection,
-            output=output,
-            since=since,
+        options = WatchOptions(
+            # With sendInitialEvents the version is a lower bound the current state meets.
+            since=None if initial_events else since,
             timeout=timeout,
+            bookmarks=bookmarks,
+            initial_events=initial_events,
+        )
+        return await watch_events(
+            request, recorder=recorder, selection=selection, output=output, options=options
         )
     items = [obj for obj in (e.to_api() for e in recorder.list()) if selection.matches(obj)]
     # The list's version is the newest the recorder gave out: a watch from it misses nothing.
@@ -267,16 +317,16 @@ async def watch_events(
     recorder: EventRecorder,
     selection: Selection,
     output: Output,
-    since: int | None,
-    timeout: int | None,
+    options: WatchOptions,
 ) -> web.StreamResponse:
-    """The stream; ``timeout`` seconds long (None or 0: until the client or the agent stops)."""
+    """The stream; ``options.timeout`` seconds long (None or 0: until the client or the
+    agent stops)."""
     limits = request.app[LIMITS]
     with request.app[WATCH_SLOTS].hold():
         feed: EventFeed | None = None
         expired = ""
         try:
-            replay, feed = recorder.watch(since, max_lag=limits.watch_max_lag)
+            replay, feed = recorder.watch(options.since, max_lag=limits.watch_max_lag)
         except ResourceExpired as e:
             replay, expired = [], str(e)
         try:
@@ -294,14 +344,30 @@ async def watch_events(
                 output.watch_line(c) for c in replay if selection.matches(c.object)
             ):
                 return response
+            # The replay was taken with the feed, so it holds everything up to this version.
+            if options.initial_events and not await stream.write(
+                output.bookmark(recorder.resource_version, initial_events_end=True)
+            ):
+                return response
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout else None
+            deadline = loop.time() + options.timeout if options.timeout else None
+            interval = limits.bookmark_interval if options.bookmarks else None
+            bookmark_due = loop.time() + interval if interval is not None else None
             while True:
+                wake = deadline
+                if bookmark_due is not None:
+                    wake = bookmark_due if wake is None else min(wake, bookmark_due)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(wake):
                         change = await feed.next()
                 except TimeoutError:
-                    break
+                    if deadline is not None and loop.time() >= deadline:
+                        break
+                    # Nothing is queued: every change up to the current version was sent.
+                    if not await stream.write(output.bookmark(recorder.resource_version)):
+                        return response
+                    bookmark_due = loop.time() + (interval or 0.0)
+                    continue
                 if change is None:
                     if feed.overrun:
                         line = _error_line(

@@ -424,3 +424,83 @@ async def test_one_event_as_a_table() -> None:
         body = await resp.json()
     assert body["kind"] == "Table"
     assert body["rows"][0]["cells"][9] == "web-n1.0000000000000001"
+
+
+# --- bookmarks, watch-list, paging parameters ------------------------------------------
+
+
+async def test_bookmarks_say_how_far_the_watch_has_seen() -> None:
+    rec, _ = recorder()
+    started(rec)
+    async for client in serve(rec, ServerLimits(bookmark_interval=0.2)):
+        resp = await client.get(
+            "/api/v1/events",
+            params={"watch": "1", "allowWatchBookmarks": "true", "fieldSelector": "reason=x"},
+        )
+        # Nothing matches the selector, yet the bookmark carries the version seen up to.
+        started(rec, JOB)
+        line = await read_line(resp)
+        assert line == {
+            "type": "BOOKMARK",
+            "object": {"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": "2"}},
+        }
+        resp.close()
+
+
+async def test_a_watch_list_ends_its_initial_events_with_an_annotated_bookmark() -> None:
+    rec, _ = recorder()
+    started(rec)
+    started(rec, JOB)
+    async for client in serve(rec):
+        resp = await client.get(
+            "/api/v1/events",
+            params={
+                "watch": "1",
+                "allowWatchBookmarks": "1",
+                "sendInitialEvents": "true",
+                "resourceVersionMatch": "NotOlderThan",
+                "resourceVersion": "1",
+            },
+        )
+        # The current events, whatever the version said (a lower bound), then the bookmark.
+        first, second, bookmark = [await read_line(resp) for _ in range(3)]
+        assert [first["type"], second["type"]] == ["ADDED", "ADDED"]
+        assert bookmark["type"] == "BOOKMARK"
+        assert bookmark["object"]["metadata"] == {
+            "resourceVersion": "2",
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        }
+        started(rec, NODE)
+        assert (await read_line(resp))["object"]["involvedObject"]["name"] == "n1"
+        resp.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"watch": "1", "sendInitialEvents": "true"}, "sendInitialEvents: Forbidden"),
+        ({"sendInitialEvents": "true", "allowWatchBookmarks": "true"}, "sendInitialEvents"),
+        ({"limit": "ten"}, "limit: invalid value 'ten'"),
+        ({"continue": "abc"}, "continue: this agent gives no continue tokens"),
+    ],
+    ids=["watch-list-without-bookmarks", "watch-list-without-watch", "bad-limit", "continue"],
+)
+async def test_paging_and_watch_list_parameters_are_checked(
+    query: dict[str, str], message: str
+) -> None:
+    rec, _ = recorder()
+    async for client in serve(rec):
+        resp = await client.get("/api/v1/events", params=query)
+        assert resp.status == 400
+        assert (await resp.json())["message"].startswith(message)
+
+
+async def test_a_limit_is_taken_and_the_list_is_whole() -> None:
+    rec, _ = recorder()
+    for ref in (WEB, JOB, NODE):
+        started(rec, ref)
+    async for client in serve(rec):
+        resp = await client.get("/api/v1/events", params={"limit": "1"})
+        body = await resp.json()
+    assert len(body["items"]) == 3
+    assert "continue" not in body["metadata"]
