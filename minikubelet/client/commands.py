@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from minikubelet import __version__
 from minikubelet.client import describe as describing
@@ -112,8 +112,35 @@ def _namespace_options(parser: argparse.ArgumentParser, *, all_namespaces: bool 
         )
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A client command's parser: a usage error is kubectl's two lines and exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: {message}\nSee '{self.prog} --help' for usage.\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # Left to the top-level parser, an unknown option would be its error (exit 2).
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def add_parsers(sub: Any) -> None:
     """Register the client commands on ``minikubelet``'s subcommand parser."""
+    # argparse builds every subcommand with the class the subparsers action holds;
+    # the client commands take ours for kubectl's exit status on bad usage.
+    default_class = sub._parser_class
+    sub._parser_class = _CommandParser
+    try:
+        _add_parsers(sub)
+    finally:
+        sub._parser_class = default_class
+
+
+def _add_parsers(sub: Any) -> None:
     common = _connection_options()
     fmt = argparse.RawDescriptionHelpFormatter
 

@@ -692,3 +692,24 @@ def test_help_names_every_option(command: str, capsys: pytest.CaptureFixture[str
         for option in action.option_strings:
             assert option in out, option
         assert action.help, action.dest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["get", "pods", "--bogus"], "error: unrecognized arguments: --bogus"),
+        (["get"], "error: the following arguments are required: resource, NAME"),
+        (["logs", "p", "--tail", "x"], "error: argument --tail: invalid int value: 'x'"),
+        (["get", "pods", "-o", "table"], "error: argument -o/--output: invalid choice: 'table'"),
+    ],
+    ids=["unknown-option", "missing-resource", "bad-int", "bad-choice"],
+)
+def test_usage_errors_exit_1_as_kubectl(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(args)
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message)
+    assert err.endswith(f"See 'minikubelet {args[0]} --help' for usage.\n")
