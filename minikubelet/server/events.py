@@ -393,13 +393,27 @@ def _error_line(message: str) -> bytes:
     return b'{"type":"ERROR","object":' + status_bytes(410, message) + b"}\n"
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/events", list_events)
-    app.router.add_get("/api/v1/namespaces/{namespace}/events", list_events)
-    app.router.add_get("/api/v1/namespaces/{namespace}/events/{name}", get_event)
+async def read_only(request: web.Request) -> web.StreamResponse:
+    # The API server's words for a verb a resource does not offer; discovery lists none
+    # but get, list and watch.
+    raise StatusError(405, "the server does not allow this method on the requested resource")
+
+
+ROUTES = (
+    ("/api/v1/events", list_events),
+    ("/api/v1/namespaces/{namespace}/events", list_events),
+    ("/api/v1/namespaces/{namespace}/events/{name}", get_event),
     # The deprecated watch paths, still served by the API server and used by old clients.
-    app.router.add_get("/api/v1/watch/events", list_events)
-    app.router.add_get("/api/v1/watch/namespaces/{namespace}/events", list_events)
+    ("/api/v1/watch/events", list_events),
+    ("/api/v1/watch/namespaces/{namespace}/events", list_events),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for path, handler in ROUTES:
+        app.router.add_get(path, handler)
+        # Any other method (kubectl delete, create...) gets a v1 Status, not aiohttp's text.
+        app.router.add_route("*", path, read_only)
 
     async def end_feeds(app: web.Application) -> None:
         # Lets event watches return, so shutdown does not wait on them.

@@ -22,7 +22,7 @@ from aiohttp import web
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
 from minikubelet.server.errors import StatusError
-from minikubelet.server.events import age_of, quoted
+from minikubelet.server.events import age_of, quoted, read_only
 from minikubelet.server.selectors import (
     matches_labels,
     parse_field_selector,
@@ -266,13 +266,19 @@ async def get_lease(request: web.Request) -> web.StreamResponse:
     return await _send(request, json.dumps(lease, separators=(",", ":")).encode())
 
 
+ROUTES = (
+    ("/api/v1/nodes", list_nodes),
+    ("/api/v1/watch/nodes", list_nodes),
+    ("/api/v1/nodes/{name}", get_node),
+    ("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}", get_lease),
+)
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/nodes", list_nodes)
-    app.router.add_get("/api/v1/watch/nodes", list_nodes)
-    app.router.add_get("/api/v1/nodes/{name}", get_node)
-    app.router.add_get(
-        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}", get_lease
-    )
+    for path, handler in ROUTES:
+        app.router.add_get(path, handler)
+        # kubectl cordon, label, delete...: a v1 Status, not aiohttp's text.
+        app.router.add_route("*", path, read_only)
 
     async def end_watches(app: web.Application) -> None:
         status = app[DEPS].node

@@ -504,3 +504,23 @@ async def test_a_limit_is_taken_and_the_list_is_whole() -> None:
         body = await resp.json()
     assert len(body["items"]) == 3
     assert "continue" not in body["metadata"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/events",
+        "/api/v1/namespaces/default/events",
+        "/api/v1/namespaces/default/events/web-n1.0000000000000001",
+    ],
+)
+async def test_nothing_writes_events(method: str, path: str) -> None:
+    rec, _ = recorder()
+    started(rec)
+    async for client in serve(rec):
+        resp = await client.request(method, path, json={})
+        assert resp.status == 405
+        body = await resp.json()
+        assert (body["kind"], body["reason"], body["code"]) == ("Status", "MethodNotAllowed", 405)
+    assert len(rec.list()) == 1

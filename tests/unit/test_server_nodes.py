@@ -257,3 +257,19 @@ async def test_the_node_lease(client: Client) -> None:
     missing = await client.get(f"{path}/other")
     assert missing.status == 404
     assert (await missing.json())["message"] == 'leases.coordination.k8s.io "other" not found'
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nodes",
+        "/api/v1/nodes/n1",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
+    ],
+)
+async def test_nothing_writes_the_node(client: Client, method: str, path: str) -> None:
+    resp = await client.request(method, path, json={"spec": {"unschedulable": True}})
+    assert resp.status == 405
+    body = await resp.json()
+    assert (body["kind"], body["reason"], body["code"]) == ("Status", "MethodNotAllowed", 405)
