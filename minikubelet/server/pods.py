@@ -52,15 +52,35 @@ def list_body(status: StatusManager, query: PodQuery) -> bytes:
         return json.dumps(
             pod_table(query, objects, resource_version=version), separators=(",", ":")
         ).encode()
-    return b"".join(
+    items = joined_items(status, query)
+    everything = query.filter.everything
+    if everything and _last_list.items is items and _last_list.version == version:
+        return _last_list.body
+    body = b"".join(
         [
             b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"',
             str(version).encode(),
             b'"},"items":[',
-            joined_items(status, query),
+            items,
             b"]}",
         ]
     )
+    if everything:
+        _last_list.items, _last_list.version, _last_list.body = items, version, body
+    return body
+
+
+class _LastList:
+    """The last whole list and what it was built from. The status manager joins the
+    items anew after every change, so the same object at the same version means the
+    same body: a poll between two changes costs no copy of a few hundred KiB."""
+
+    items: bytes | None = None
+    version = -1
+    body = b""
+
+
+_last_list = _LastList()
 
 
 async def list_pods(request: web.Request) -> web.StreamResponse:

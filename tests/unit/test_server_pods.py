@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from minikubelet.model.manifest import pod_from_document
 from minikubelet.model.spec import Pod
 from minikubelet.server.app import ServerDeps, ServerLimits, make_app
+from minikubelet.server.podquery import PodFilter, PodQuery
+from minikubelet.server.pods import list_body
 from minikubelet.status.manager import StatusManager
 from minikubelet.status.types import PodPhase, PodStatus
 
@@ -498,3 +500,19 @@ def test_restored_pod_is_no_longer_deleted() -> None:
     obj = status.pod_api_object(p.uid)
     assert obj is not None
     assert "deletionTimestamp" not in obj["metadata"]
+
+
+def test_a_whole_list_is_built_once_per_version(
+    pods: dict[str, Pod], status: StatusManager
+) -> None:
+    query = PodQuery(filter=PodFilter())
+    first = list_body(status, query)
+    assert list_body(status, query) is first
+    status.set(pods["db"].uid, running())
+    second = list_body(status, query)
+    assert second is not first
+    assert json.loads(second)["metadata"]["resourceVersion"] == str(status.resource_version)
+    # Filtered lists are never taken for the whole one.
+    only = PodQuery(filter=PodFilter(namespace="kube-system"))
+    assert names(json.loads(list_body(status, only))) == ["sys-node"]
+    assert list_body(status, query) is second
