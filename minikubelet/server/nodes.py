@@ -21,8 +21,8 @@ from aiohttp import web
 
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
-from minikubelet.server.errors import StatusError
-from minikubelet.server.events import age_of, quoted, read_only
+from minikubelet.server.errors import StatusError, status_bytes
+from minikubelet.server.events import age_of, quoted, read_only, resource_version
 from minikubelet.server.selectors import (
     matches_labels,
     parse_field_selector,
@@ -168,11 +168,12 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
     try:
         watch = params.is_watch(request.query) or request.path.startswith("/api/v1/watch/")
         timeout = params.timeout_seconds(request.query)
+        since = resource_version(request.query) if watch else None
     except (UnicodeError, ValueError):
         raise StatusError(400, "the query string cannot be decoded") from None
     node = _node(request)
     if watch:
-        return await watch_nodes(request, timeout)
+        return await watch_nodes(request, timeout, since)
     items = [node] if _matches(request, node) else []
     version = node["metadata"]["resourceVersion"]
     return await _send(request, _body(request, items, version, one=False))
@@ -186,11 +187,16 @@ async def get_node(request: web.Request) -> web.StreamResponse:
     return await _send(request, _body(request, [node], "", one=True))
 
 
-async def watch_nodes(request: web.Request, timeout: int | None) -> web.StreamResponse:
-    """The node as ADDED, then MODIFIED at each refresh (every 10 s: heartbeats move).
+async def watch_nodes(
+    request: web.Request, timeout: int | None, since: int | None
+) -> web.StreamResponse:
+    """From no version, the node as ADDED; from a version (kubectl's list's), nothing
+    until the node changes. Then MODIFIED at each change.
 
-    Versions restart with the agent, so a resume is not offered: every watch
-    starts from the current node, which is what an informer's relist gives.
+    Only the latest node is kept: a watch from an older version gets it as one
+    MODIFIED, the intermediate states merged, which leaves a client where each
+    would have. A version newer than the node's is from an earlier run of the
+    agent: 410 Expired, and the client lists again.
     """
     status = request.app[DEPS].node
     assert status is not None
@@ -201,10 +207,19 @@ async def watch_nodes(request: web.Request, timeout: int | None) -> web.StreamRe
         stream = BoundedStream(request, response, limits.write_timeout)
         if not await stream.prepare():
             return response
+        if since is not None and since > status.version:
+            gone = status_bytes(
+                410,
+                f"too large resource version: {since}, current: {status.version} "
+                "(the agent restarted since); list again, then watch",
+            )
+            if await stream.write(b'{"type":"ERROR","object":' + gone + b"}\n"):
+                await stream.finish()
+            return response
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
-        sent = 0
-        kind = b"ADDED"
+        sent = since or 0
+        kind = b"ADDED" if since is None else b"MODIFIED"
         while True:
             node = status.node()
             if node is not None and status.version != sent:

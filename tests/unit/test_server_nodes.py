@@ -273,3 +273,34 @@ async def test_nothing_writes_the_node(client: Client, method: str, path: str) -
     assert resp.status == 405
     body = await resp.json()
     assert (body["kind"], body["reason"], body["code"]) == ("Status", "MethodNotAllowed", 405)
+
+
+async def test_a_node_watch_from_the_lists_version_waits_for_a_change() -> None:
+    status = node_status()
+    async for client in serve(status):
+        resp = await client.get("/api/v1/nodes", params={"watch": "1", "resourceVersion": "1"})
+        status.update(readings(memory_available=0))
+        line = json.loads(await asyncio.wait_for(resp.content.readline(), 5))
+        # Not the node the list already showed: the change after it.
+        assert line["type"] == "MODIFIED"
+        assert line["object"]["metadata"]["resourceVersion"] == "2"
+        resp.close()
+
+
+async def test_a_node_watch_from_an_older_version_gets_the_latest_node() -> None:
+    status = node_status()
+    status.update(readings(memory_available=0))
+    async for client in serve(status):
+        resp = await client.get("/api/v1/nodes", params={"watch": "1", "resourceVersion": "1"})
+        line = json.loads(await asyncio.wait_for(resp.content.readline(), 5))
+        assert line["type"] == "MODIFIED"
+        assert line["object"]["metadata"]["resourceVersion"] == "2"
+        resp.close()
+
+
+async def test_a_node_watch_from_a_version_of_an_earlier_run_is_410() -> None:
+    async for client in serve(node_status()):
+        resp = await client.get("/api/v1/nodes", params={"watch": "1", "resourceVersion": "9"})
+        line = json.loads(await asyncio.wait_for(resp.content.readline(), 5))
+        assert line["type"] == "ERROR"
+        assert line["object"]["code"] == 410
