@@ -11,20 +11,21 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import queue
 import re
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import psutil
 import pytest
 
-from tests.integration.conftest import Agent, pod_manifest, sh, status_of, wait_until
+from tests.integration.conftest import Agent, Kubectl, pod_manifest, sh, status_of, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -48,6 +49,23 @@ def agent(
             shared.stop(signal.SIGKILL)
         finally:
             shared.cleanup()
+
+
+@pytest.fixture(scope="module")
+def kubectl(kubectl_bin: str, agent: Agent, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(kubectl_bin, agent, tmp_path_factory.mktemp("kubectl-home"))
+
+
+def attempt(kubectl: Kubectl, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl run where failing is an outcome to look at, not an error."""
+    return subprocess.run(
+        kubectl.args(*args),
+        check=False,
+        env=kubectl.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 class LogReply:
@@ -114,7 +132,7 @@ def agent_rss(agent: Agent) -> int:
     return int(psutil.Process(agent.proc.pid).memory_info().rss)
 
 
-def test_one_containers_output_and_which_to_choose(agent: Agent) -> None:
+def test_one_containers_output_and_which_to_choose(agent: Agent, kubectl: Kubectl) -> None:
     agent.write(
         "two.yaml",
         pod_manifest(
@@ -128,6 +146,19 @@ def test_one_containers_output_and_which_to_choose(agent: Agent) -> None:
     assert wait_log(agent, "two", "from b", container="b") == "from b\n"
     assert read_log(agent, "two", container="setup") == "from setup\n"
     name = f"two-{agent.node}"
+    assert kubectl.run("logs", name, "-c", "b") == "from b\n"
+    assert kubectl.run("logs", f"pod/{name}", "--container=setup") == "from setup\n"
+    # Without -c, kubectl itself decides: older ones refuse as the API server does,
+    # newer ones take the first container and say so.
+    done = attempt(kubectl, "logs", name)
+    if done.returncode == 0:
+        assert done.stdout == "from a\n"
+        assert 'Defaulted container "a"' in done.stderr
+    else:
+        assert f"a container name must be specified for pod {name}" in done.stderr
+    done = attempt(kubectl, "logs", name, "-c", "a", "--previous")
+    assert done.returncode != 0
+    assert f'previous terminated container "a" in pod "{name}" not found' in done.stderr
     assert refusal(agent, "two") == (
         400,
         f"a container name must be specified for pod {name}, choose one of: [a b] "
@@ -161,28 +192,76 @@ def test_a_container_not_started_yet_has_no_log(agent: Agent) -> None:
     )
 
 
-def test_follow_streams_lines_as_written_and_ends_with_the_container(agent: Agent) -> None:
+class LineReader:
+    """A process's stdout read line by line on a thread, each line taken with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put((time.monotonic(), line))
+        self.lines.put((time.monotonic(), ""))
+
+    def line(self, timeout: float) -> tuple[float, str]:
+        """(arrival time, line); "" once stdout has ended."""
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout}s") from None
+
+
+def test_follow_streams_lines_as_written_and_ends_with_the_container(
+    agent: Agent, kubectl: Kubectl
+) -> None:
     ticks = 10
     script = f"sleep 1; i=1; while [ $i -le {ticks} ]; do echo tick $i; i=$((i+1)); sleep 0.2; done"
     agent.write("ticker.yaml", pod_manifest("ticker", [sh("t", script)], restartPolicy="Never"))
     agent.wait_running("ticker")
-    arrivals: list[float] = []
+    with kubectl.popen("logs", "-f", f"ticker-{agent.node}") as follower:
+        try:
+            http_arrivals, kubectl_arrivals = _follow_both(agent, follower, ticks)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+    # Lines came as they were written, 0.2 s apart, not all at once at the end.
+    for arrivals in (http_arrivals, kubectl_arrivals):
+        assert arrivals[-1] - arrivals[0] > 1.0
+    agent.wait_pod("ticker", lambda p: p["status"]["phase"] == "Succeeded")
+    # Following a container that has ended gives its log and ends at once.
+    assert read_log(agent, "ticker", follow="true").count("tick") == ticks
+    assert kubectl.run("logs", "-f", f"ticker-{agent.node}").count("tick") == ticks
+
+
+def _follow_both(
+    agent: Agent, follower: subprocess.Popen[str], ticks: int
+) -> tuple[list[float], list[float]]:
+    """Read ticker's followed log over HTTP and from ``kubectl logs -f``; when each line came."""
+    lines = LineReader(follower)
+    http_arrivals: list[float] = []
     with log_reply(agent, "ticker", {"follow": "true"}, timeout=10) as reply:
         assert reply.status == 200
         assert reply.response.getheader("Content-Type") == "text/plain"
         for i in range(1, ticks + 1):
             assert reply.line() == f"tick {i}\n".encode()
-            arrivals.append(time.monotonic())
+            http_arrivals.append(time.monotonic())
         # The container exits after its last line; the stream ends with it.
         assert reply.line() == b""
-    # Lines came as they were written, 0.2 s apart, not all at once at the end.
-    assert arrivals[-1] - arrivals[0] > 1.0
-    agent.wait_pod("ticker", lambda p: p["status"]["phase"] == "Succeeded")
-    # Following a container that has ended gives its log and ends at once.
-    assert read_log(agent, "ticker", follow="true").count("tick") == ticks
+    kubectl_arrivals: list[float] = []
+    for i in range(1, ticks + 1):
+        at, line = lines.line(timeout=10)
+        assert line == f"tick {i}\n"
+        kubectl_arrivals.append(at)
+    assert lines.line(timeout=10)[1] == ""
+    assert follower.wait(timeout=10) == 0
+    return http_arrivals, kubectl_arrivals
 
 
-def test_tail_timestamps_since_and_limit(agent: Agent) -> None:
+def test_tail_timestamps_since_and_limit(agent: Agent, kubectl: Kubectl) -> None:
     script = "for i in 1 2 3 4 5; do echo early $i; done; sleep 3; echo late; sleep 3600"
     agent.write("lines.yaml", pod_manifest("lines", [sh("a", script)]))
     agent.wait_running("lines")
@@ -190,7 +269,11 @@ def test_tail_timestamps_since_and_limit(agent: Agent) -> None:
     assert read_log(agent, "lines", tailLines="2") == "early 4\nearly 5\n"
     assert read_log(agent, "lines", tailLines="0") == ""
     assert read_log(agent, "lines", limitBytes="10") == "early 1\nea"
-    stamped = read_log(agent, "lines", timestamps="true", tailLines="5").splitlines()
+    name = f"lines-{agent.node}"
+    assert kubectl.run("logs", name, "--tail", "2") == "early 4\nearly 5\n"
+    assert kubectl.run("logs", name, "--limit-bytes", "10") == "early 1\nea"
+    stamped = kubectl.run("logs", name, "--timestamps").splitlines()
+    assert stamped == read_log(agent, "lines", timestamps="true").splitlines()
     assert len(stamped) == 5
     for i, line in enumerate(stamped, start=1):
         # RFC3339Nano as Go prints it: no trailing zeros in the fraction.
@@ -199,12 +282,13 @@ def test_tail_timestamps_since_and_limit(agent: Agent) -> None:
         assert text == f"early {i}"
     wait_log(agent, "lines", "late")
     assert read_log(agent, "lines", sinceSeconds="2") == "late\n"
+    assert kubectl.run("logs", name, "--since=2s") == "late\n"
     assert "early 1" in read_log(agent, "lines", sinceSeconds="60")
     assert refusal(agent, "lines", tailLines="-1")[0] == 422
     assert refusal(agent, "lines", sinceSeconds="x")[0] == 400
 
 
-def test_previous_shows_the_instance_before_the_restart(agent: Agent, tmp_path: Path) -> None:
+def test_previous_shows_the_instance_before_the_restart(agent: Agent, kubectl: Kubectl) -> None:
     # Each instance counts itself in an emptyDir; the first exits, the second stays.
     script = (
         "n=$(cat /d/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /d/n; "
@@ -227,6 +311,8 @@ def test_previous_shows_the_instance_before_the_restart(agent: Agent, tmp_path: 
     )
     assert wait_log(agent, "restarts", "instance 2") == "instance 2\n"
     assert read_log(agent, "restarts", previous="true") == "instance 1\n"
+    assert kubectl.run("logs", f"restarts-{agent.node}", "--previous") == "instance 1\n"
+    assert kubectl.run("logs", f"restarts-{agent.node}") == "instance 2\n"
 
 
 def test_a_large_log_is_streamed_in_bounded_memory(agent: Agent) -> None:
