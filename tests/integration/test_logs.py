@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
@@ -404,3 +404,20 @@ def _follow_or_close(agent: Agent) -> LogReply | None:
     reply.body()
     reply.close()
     return None
+
+
+def test_the_agent_stops_promptly_with_a_follower_attached(
+    make_agent: Callable[..., Agent],
+) -> None:
+    own = make_agent()
+    own.write("chatty.yaml", pod_manifest("chatty", [sh("a", "echo hi; sleep 3600")]))
+    own.wait_running("chatty")
+    wait_log(own, "chatty", "hi")
+    with log_reply(own, "chatty", {"follow": "true"}, timeout=10) as reply:
+        assert reply.line() == b"hi\n"
+        started = time.monotonic()
+        # A follower blocked in a read must not hold the agent's exit.
+        assert own.stop(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        with contextlib.suppress(http.client.HTTPException, OSError):
+            assert reply.line() == b""
