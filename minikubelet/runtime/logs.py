@@ -288,9 +288,9 @@ class ContainerLog:
         if options.since is not None:
             params["since"] = f"{options.since:.9f}"
         url = f"{client.base_url}/v{client.api_version}/containers/{quote(cid, safe='')}/logs"
-        # A follow waits for lines as long as the container runs: no read timeout.
-        timeout = (CONNECT_TIMEOUT, None if options.follow else READ_TIMEOUT)
-        response = client.get(url, params=params, stream=True, timeout=timeout)
+        response = client.get(
+            url, params=params, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
+        )
         with self._lock:
             self._response = response
             closed = self._closed
@@ -298,6 +298,12 @@ class ContainerLog:
             return
         if response.status_code != 200:
             raise _engine_error(response, cid)
+        if options.follow:
+            # The engine answered; now a follow waits for lines as long as the container
+            # runs, so reads get no timeout (close() is what ends them early).
+            sock = getattr(response.raw.connection, "sock", None)
+            if sock is not None:
+                sock.settimeout(None)
         multiplexed = not tty or response.headers.get("Content-Type", "") == MULTIPLEXED
         self._decoder = LogDecoder(
             multiplexed=multiplexed,
