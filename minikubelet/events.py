@@ -15,7 +15,6 @@ watchers are not sent anything for it (a DELETED row in ``kubectl get events
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import itertools
 import json
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from minikubelet.util.feed import Feed
 from minikubelet.util.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
@@ -131,55 +131,8 @@ class ResourceExpired(Exception):
     """A watch asked to resume from a version the store can no longer replay (410)."""
 
 
-class EventFeed:
-    """The changes after a watch began, ending (``next`` → None) when closed or overrun.
-
-    The same contract as the pod watch's ``status.manager.Subscription``: a
-    reader more than ``max_lag`` changes behind is cut off, its backlog
-    dropped and ``overrun`` set, rather than growing the agent's memory; it
-    lists again, as after an expired API watch.
-    """
-
-    def __init__(self, recorder: EventRecorder, max_lag: int) -> None:
-        if max_lag < 1:
-            raise ValueError(f"max_lag must be at least 1, not {max_lag}")
-        self._recorder = recorder
-        self._max_lag = max_lag
-        # One slot more than the lag allows, so the None that ends the feed always fits.
-        self._queue: asyncio.Queue[EventChange | None] = asyncio.Queue(max_lag + 1)
-        self.closed = False
-        self.overrun = False
-
-    def _offer(self, change: EventChange) -> None:
-        if self.closed:
-            return
-        if self._queue.qsize() >= self._max_lag:
-            self.overrun = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self.close()
-            return
-        self._queue.put_nowait(change)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._recorder._feeds.discard(self)
-            self._queue.put_nowait(None)
-
-    def pending(self, limit: int | None = None) -> list[EventChange]:
-        """Changes already queued (at most ``limit``), without waiting."""
-        out: list[EventChange] = []
-        while not self._queue.empty() and (limit is None or len(out) < limit):
-            change = self._queue.get_nowait()
-            if change is not None:
-                out.append(change)
-        return out
-
-    async def next(self) -> EventChange | None:
-        if self.closed and self._queue.empty():
-            return None
-        return await self._queue.get()
+# An event watcher's feed: bounded, cut off past its lag (see util/feed.py).
+EventFeed = Feed[EventChange]
 
 
 def _log_level(type_: EventType, count: int) -> int:
@@ -255,7 +208,7 @@ class EventRecorder:
         if self._feeds:
             change = EventChange(change_type, event)
             for feed in list(self._feeds):
-                feed._offer(change)
+                feed.offer(change)
         return event
 
     def list(self) -> list[Event]:
@@ -294,7 +247,7 @@ class EventRecorder:
                 EventChange("ADDED" if e.created_version > since else "MODIFIED", e)
                 for e in self._after(since)
             ]
-        feed = EventFeed(self, max_lag)
+        feed = EventFeed(max_lag, self._feeds.discard)
         self._feeds.add(feed)
         return replay, feed
 

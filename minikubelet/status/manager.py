@@ -14,7 +14,6 @@ deleted; it goes when its worker is done (``untrack``).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import datetime
 import itertools
@@ -28,6 +27,7 @@ from typing import Any
 from minikubelet.model import naming
 from minikubelet.model.spec import Pod, PodUID
 from minikubelet.status.types import PodPhase, PodStatus
+from minikubelet.util.feed import Feed
 from minikubelet.util.timefmt import rfc3339
 
 SUBSCRIBER_QUEUE = 10_000
@@ -77,56 +77,8 @@ class PodChange:
     previous: PodState | None = None
 
 
-class Subscription:
-    """A feed of pod changes that ends (``next`` → None) when closed or overrun.
-
-    A subscriber that falls more than ``max_lag`` changes behind is cut off
-    rather than slowing the agent down or growing its memory: its backlog is
-    dropped at once and ``overrun`` is set; like an API watch that expired
-    (410 Gone), it starts again from a fresh list.
-    """
-
-    def __init__(self, manager: StatusManager, max_lag: int) -> None:
-        if max_lag < 1:
-            raise ValueError(f"max_lag must be at least 1, not {max_lag}")
-        self._manager = manager
-        self._max_lag = max_lag
-        # One slot more than the lag allows, so the None that ends the feed always fits.
-        self._queue: asyncio.Queue[PodChange | None] = asyncio.Queue(max_lag + 1)
-        self.closed = False
-        self.overrun = False
-
-    def _offer(self, change: PodChange) -> None:
-        if self.closed:
-            return
-        if self._queue.qsize() >= self._max_lag:
-            self.overrun = True
-            # The subscriber has to relist anyway; keeping the backlog would only pin old statuses.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self.close()
-            return
-        self._queue.put_nowait(change)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._manager._subscribers.discard(self)
-            self._queue.put_nowait(None)
-
-    def pending(self, limit: int | None = None) -> list[PodChange]:
-        """Changes already queued (at most ``limit``), without waiting."""
-        out: list[PodChange] = []
-        while not self._queue.empty() and (limit is None or len(out) < limit):
-            change = self._queue.get_nowait()
-            if change is not None:  # None marks the end; next() still reports it via ``closed``
-                out.append(change)
-        return out
-
-    async def next(self) -> PodChange | None:
-        if self.closed and self._queue.empty():
-            return None
-        return await self._queue.get()
+# A pod watcher's feed: bounded, cut off past its lag (see util/feed.py).
+Subscription = Feed[PodChange]
 
 
 @dataclass(slots=True)
@@ -337,7 +289,7 @@ class StatusManager:
             self._history_floor = self._history[0].resource_version
         self._history.append(change)
         for subscription in list(self._subscribers):
-            subscription._offer(change)
+            subscription.offer(change)
 
     def changes_since(self, version: int) -> list[PodChange] | None:
         """Every change after ``version``, oldest first; None when that is no longer known
@@ -371,7 +323,9 @@ class StatusManager:
     def subscribe(self, max_lag: int | None = None) -> Subscription:
         """A feed of every change from now on; cut off past ``max_lag`` (default
         ``SUBSCRIBER_QUEUE``) changes not yet taken."""
-        subscription = Subscription(self, SUBSCRIBER_QUEUE if max_lag is None else max_lag)
+        subscription = Subscription(
+            SUBSCRIBER_QUEUE if max_lag is None else max_lag, self._subscribers.discard
+        )
         self._subscribers.add(subscription)
         return subscription
 
