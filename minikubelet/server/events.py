@@ -21,7 +21,6 @@ the same slots, write deadlines and lag limit, so the two can become one.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import re
@@ -36,6 +35,7 @@ from minikubelet.events import EventChange, EventFeed, EventRecorder, ResourceEx
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
 from minikubelet.server.errors import StatusError, shown, status_bytes
+from minikubelet.server.follow import follow
 from minikubelet.server.selectors import (
     FieldRequirement,
     LabelRequirement,
@@ -80,9 +80,6 @@ COLUMNS = (
     Column("Count", priority=1, description="The number of times this event has occurred."),
     Column("Name", priority=1, format="name", description="The name of the event."),
 )
-
-# Changes taken from the feed per write: bounds what one write renders.
-BATCH = 256
 
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
@@ -349,40 +346,18 @@ async def watch_events(
                 output.bookmark(recorder.resource_version, initial_events_end=True)
             ):
                 return response
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + options.timeout if options.timeout else None
-            interval = limits.bookmark_interval if options.bookmarks else None
-            bookmark_due = loop.time() + interval if interval is not None else None
-            while True:
-                wake = deadline
-                if bookmark_due is not None:
-                    wake = bookmark_due if wake is None else min(wake, bookmark_due)
-                try:
-                    async with asyncio.timeout_at(wake):
-                        change = await feed.next()
-                except TimeoutError:
-                    if deadline is not None and loop.time() >= deadline:
-                        break
-                    # Nothing is queued: every change up to the current version was sent.
-                    if not await stream.write(output.bookmark(recorder.resource_version)):
-                        return response
-                    bookmark_due = loop.time() + (interval or 0.0)
-                    continue
-                if change is None:
-                    if feed.overrun:
-                        line = _error_line(
-                            f"this watch fell more than {limits.watch_max_lag} events behind; "
-                            "list again, then watch"
-                        )
-                        if not await stream.write(line):
-                            return response
-                    break
-                batch = [change, *feed.pending(BATCH - 1)]
-                if not await stream.write_all(
+            await follow(
+                stream,
+                feed,
+                limits=limits,
+                timeout=options.timeout,
+                bookmarks=options.bookmarks,
+                render=lambda batch: (
                     output.watch_line(c) for c in batch if selection.matches(c.object)
-                ):
-                    return response
-            await stream.finish()
+                ),
+                bookmark=lambda: output.bookmark(recorder.resource_version),
+                what="events",
+            )
             return response
         finally:
             if feed is not None:

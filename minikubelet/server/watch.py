@@ -27,7 +27,6 @@ Each way, the subscription and the slot are released.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,18 +37,15 @@ from aiohttp import web
 from minikubelet.model.spec import PodUID
 from minikubelet.server.deps import DEPS, LIMITS
 from minikubelet.server.errors import StatusError, status_bytes
+from minikubelet.server.follow import follow
 from minikubelet.server.podquery import PodFilter, PodQuery, pod_table
 from minikubelet.server.stream import BoundedStream
 from minikubelet.status.manager import (
     PodChange,
     StatusManager,
-    Subscription,
     WatchType,
     pod_object,
 )
-
-# Changes taken from the subscription per write: bounds what one write renders.
-BATCH = 256
 
 
 class WatchSlots:
@@ -205,7 +201,16 @@ async def watch_pods(request: web.Request, query: PodQuery) -> web.StreamRespons
                 renderer.bookmark(status.resource_version, initial_events_end=True)
             ):
                 return response
-            await _follow(request, stream, renderer, subscription, query)
+            await follow(
+                stream,
+                subscription,
+                limits=limits,
+                timeout=query.timeout,
+                bookmarks=query.bookmarks,
+                render=lambda batch: _changes(renderer, batch, pod_filter),
+                bookmark=lambda: renderer.bookmark(status.resource_version),
+                what="changes",
+            )
             return response
         finally:
             subscription.close()
@@ -232,47 +237,3 @@ def admitted(status: StatusManager, uid: PodUID, pod_filter: PodFilter) -> bool:
         return status.pod_api_object(uid) or {}
 
     return pod_filter.admits(pod, deletion, obj)
-
-
-async def _follow(
-    request: web.Request,
-    stream: BoundedStream,
-    renderer: _Renderer,
-    subscription: Subscription,
-    query: PodQuery,
-) -> None:
-    limits = request.app[LIMITS]
-    status = renderer.status
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + query.timeout if query.timeout else None
-    interval = limits.bookmark_interval if query.bookmarks else None
-    bookmark_due = loop.time() + interval if interval is not None else None
-    while True:
-        wake = deadline
-        if bookmark_due is not None:
-            wake = bookmark_due if wake is None else min(wake, bookmark_due)
-        try:
-            async with asyncio.timeout_at(wake):
-                change = await subscription.next()
-        except TimeoutError:
-            if deadline is not None and loop.time() >= deadline:
-                break
-            # Nothing is queued: every change up to the current version has been seen.
-            if not await stream.write(renderer.bookmark(status.resource_version)):
-                return
-            bookmark_due = loop.time() + (interval or 0.0)
-            continue
-        if change is None:
-            if subscription.overrun:
-                gone = status_bytes(
-                    410,
-                    f"this watch fell more than {limits.watch_max_lag} changes behind; "
-                    "list again, then watch",
-                )
-                if not await stream.write(event_bytes("ERROR", gone)):
-                    return
-            break
-        batch = [change, *subscription.pending(BATCH - 1)]
-        if not await stream.write_all(_changes(renderer, batch, query.filter)):
-            return
-    await stream.finish()
