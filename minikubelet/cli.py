@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="minikubelet", description="Kubernetes static pods on the local Docker engine."
     )
     parser.add_argument("--version", action="version", version=f"minikubelet {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=client_commands.CommandParser
+    )
 
     run = sub.add_parser("run", help="run the agent")
     run.add_argument(

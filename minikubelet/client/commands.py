@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -112,39 +113,38 @@ def _namespace_options(parser: argparse.ArgumentParser, *, all_namespaces: bool 
         )
 
 
-class _CommandParser(argparse.ArgumentParser):
-    """A client command's parser: a usage error is kubectl's two lines and exit 1."""
+class CommandParser(argparse.ArgumentParser):
+    """``minikubelet``'s subcommand parser: ``kubectl_usage=True`` (the client commands)
+    makes a usage error kubectl's two lines and exit 1; the agent's commands keep
+    argparse's exit 2."""
+
+    def __init__(self, *args: Any, kubectl_usage: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kubectl_usage = kubectl_usage
 
     def error(self, message: str) -> NoReturn:
+        if not self.kubectl_usage:
+            super().error(message)
         self.exit(1, f"error: {message}\nSee '{self.prog} --help' for usage.\n")
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        # Left to the top-level parser, an unknown option would be its error (exit 2).
         parsed, extras = super().parse_known_args(args, namespace)
-        if extras:
+        if extras and self.kubectl_usage:
+            # Left to the top-level parser, an unknown option would be its error (exit 2).
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
 
 
 def add_parsers(sub: Any) -> None:
-    """Register the client commands on ``minikubelet``'s subcommand parser."""
-    # argparse builds every subcommand with the class the subparsers action holds;
-    # the client commands take ours for kubectl's exit status on bad usage.
-    default_class = sub._parser_class
-    sub._parser_class = _CommandParser
-    try:
-        _add_parsers(sub)
-    finally:
-        sub._parser_class = default_class
-
-
-def _add_parsers(sub: Any) -> None:
+    """Register the client commands on ``minikubelet``'s subcommand parser, which must
+    have been made with ``parser_class=CommandParser``."""
+    add = functools.partial(sub.add_parser, kubectl_usage=True)
     common = _connection_options()
     fmt = argparse.RawDescriptionHelpFormatter
 
-    get = sub.add_parser(
+    get = add(
         "get",
         parents=[common],
         formatter_class=fmt,
@@ -167,7 +167,7 @@ def _add_parsers(sub: Any) -> None:
     get.add_argument("--no-headers", action="store_true", help="print no header line")
     get.add_argument("--show-labels", action="store_true", help="add a LABELS column")
 
-    desc = sub.add_parser(
+    desc = add(
         "describe",
         parents=[common],
         formatter_class=fmt,
@@ -188,7 +188,7 @@ def _add_parsers(sub: Any) -> None:
         help="show the pod's events (default true)",
     )
 
-    logs = sub.add_parser(
+    logs = add(
         "logs",
         parents=[common],
         formatter_class=fmt,
@@ -224,7 +224,7 @@ def _add_parsers(sub: Any) -> None:
     logs.add_argument("--since-time", help="only logs after this RFC 3339 time")
     logs.add_argument("--limit-bytes", type=int, help="stop after this many bytes")
 
-    events = sub.add_parser(
+    events = add(
         "events",
         parents=[common],
         formatter_class=fmt,
@@ -243,7 +243,7 @@ def _add_parsers(sub: Any) -> None:
     events.add_argument("-o", "--output", choices=("json", "yaml"), help="json or yaml")
     events.add_argument("--no-headers", action="store_true", help="print no header line")
 
-    version = sub.add_parser(
+    version = add(
         "version",
         parents=[common],
         help="print the client's and the agent's versions",
