@@ -37,6 +37,7 @@ import yaml
 
 from minikubelet.model import naming
 from minikubelet.runtime import volumes
+from tests.integration.tls import TOKEN, Pki, https_status, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 # The agent refuses manifests that others than root can write (config/strict.py):
@@ -585,3 +586,52 @@ def agent(make_agent: Callable[..., Agent]) -> Agent:
 def kubectl(kubectl_bin: str, agent: Agent, tmp_path: Path) -> Kubectl:
     """kubectl against the ``agent`` fixture's agent."""
     return Kubectl(kubectl_bin, agent, tmp_path / "kubectl-home")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_agent(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_api: docker.APIClient,
+    pause_image: str,
+    pki: Pki,
+) -> Iterator[Agent]:
+    base = tmp_path_factory.mktemp("tls-agent")
+    token = base / "token"
+    token.write_text(TOKEN + "\n")
+    agent = Agent(
+        base,
+        docker_api,
+        infra_image=pause_image,
+        extra_args=(
+            "--tls-cert-file",
+            str(pki.dir / "server.pem"),
+            "--tls-private-key-file",
+            str(pki.dir / "server-key.pem"),
+            "--client-ca-file",
+            str(pki.ca_file),
+            "--auth-token-file",
+            str(token),
+        ),
+    )
+    agent.start(wait=False)
+    try:
+
+        def healthy() -> bool:
+            assert agent.proc is not None
+            if agent.proc.poll() is not None:
+                raise AssertionError(f"agent exited {agent.proc.returncode}:\n{agent.log_tail()}")
+            code, _, _ = https_status(agent.port, "/healthz", pki.context())
+            return code == 200
+
+        wait_until(healthy, timeout=30, what="the TLS agent to answer /healthz")
+        yield agent
+    finally:
+        try:
+            agent.stop()
+        finally:
+            agent.cleanup()

@@ -34,7 +34,7 @@ from tests.integration.conftest import (
 )
 
 # The TLS agent and its certificates, shared with the endpoint's own TLS tests.
-from tests.integration.test_tls import TOKEN, Pki, pki, tls_agent  # noqa: F401
+from tests.integration.tls import TOKEN, Pki
 
 pytestmark = pytest.mark.docker
 
@@ -392,8 +392,8 @@ def test_ctrl_c_on_a_follow_exits_130_quietly(shared: Agent) -> None:
 
 
 def test_https_with_a_ca_and_a_token_or_a_client_certificate(
-    tls_agent: Agent,  # noqa: F811
-    pki: Pki,  # noqa: F811
+    tls_agent: Agent,
+    pki: Pki,
     tmp_path: Path,
 ) -> None:
     token = tmp_path / "token"

@@ -19,14 +19,10 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import docker
 import pytest
-import trustme
 
 from tests.integration.conftest import (
     ROOT,
@@ -36,112 +32,9 @@ from tests.integration.conftest import (
     sh,
     wait_until,
 )
+from tests.integration.tls import TOKEN, Pki, https_status
 
 pytestmark = pytest.mark.docker
-
-TOKEN = "s3cret-t0ken"
-
-
-@dataclass(frozen=True, slots=True)
-class Pki:
-    ca: trustme.CA
-    dir: Path
-    # The client certificates, as files kubectl reads: from the client CA and from another.
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path
-    stranger_key: Path
-
-    @property
-    def ca_file(self) -> Path:
-        return self.dir / "ca.pem"
-
-    def context(self, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        if cert is not None:
-            context.load_cert_chain(str(cert[0]), str(cert[1]))
-        return context
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    base = tmp_path_factory.mktemp("pki")
-    ca, other = trustme.CA(), trustme.CA()
-    ca.cert_pem.write_to_path(str(base / "ca.pem"))
-    server = ca.issue_cert("127.0.0.1")
-    server.cert_chain_pems[0].write_to_path(str(base / "server.pem"))
-    server.private_key_pem.write_to_path(str(base / "server-key.pem"))
-    files = {}
-    for name, issuer in (("client", ca), ("stranger", other)):
-        leaf = issuer.issue_cert(common_name=f"{name}-user")
-        leaf.cert_chain_pems[0].write_to_path(str(base / f"{name}.pem"))
-        leaf.private_key_pem.write_to_path(str(base / f"{name}-key.pem"))
-        files[name] = (base / f"{name}.pem", base / f"{name}-key.pem")
-    return Pki(ca, base, *files["client"], *files["stranger"])
-
-
-def https_status(
-    port: int, path: str, context: ssl.SSLContext, *, token: str = ""
-) -> tuple[int, dict[str, Any], str]:
-    """Status, JSON body (or {}) and WWW-Authenticate of a GET over TLS."""
-    request = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
-            body, code, challenge = resp.read(), resp.status, ""
-    except urllib.error.HTTPError as e:
-        with e:  # its socket, closed now rather than by the collector, with a warning
-            body, code, challenge = e.read(), e.code, e.headers.get("WWW-Authenticate", "")
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = {}
-    return int(code), parsed if isinstance(parsed, dict) else {}, challenge
-
-
-@pytest.fixture(scope="module")
-def tls_agent(
-    tmp_path_factory: pytest.TempPathFactory,
-    docker_api: docker.APIClient,
-    pause_image: str,
-    pki: Pki,
-) -> Iterator[Agent]:
-    base = tmp_path_factory.mktemp("tls-agent")
-    token = base / "token"
-    token.write_text(TOKEN + "\n")
-    agent = Agent(
-        base,
-        docker_api,
-        infra_image=pause_image,
-        extra_args=(
-            "--tls-cert-file",
-            str(pki.dir / "server.pem"),
-            "--tls-private-key-file",
-            str(pki.dir / "server-key.pem"),
-            "--client-ca-file",
-            str(pki.ca_file),
-            "--auth-token-file",
-            str(token),
-        ),
-    )
-    agent.start(wait=False)
-    try:
-
-        def healthy() -> bool:
-            assert agent.proc is not None
-            if agent.proc.poll() is not None:
-                raise AssertionError(f"agent exited {agent.proc.returncode}:\n{agent.log_tail()}")
-            code, _, _ = https_status(agent.port, "/healthz", pki.context())
-            return code == 200
-
-        wait_until(healthy, timeout=30, what="the TLS agent to answer /healthz")
-        yield agent
-    finally:
-        try:
-            agent.stop()
-        finally:
-            agent.cleanup()
 
 
 def test_the_token_is_needed_and_checked(tls_agent: Agent, pki: Pki) -> None:
