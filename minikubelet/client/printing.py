@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from minikubelet.client.tabwriter import table_text
+from minikubelet.server.podprint import pod_cells
 from minikubelet.util.timefmt import human_duration
 
 Obj = Mapping[str, Any]
@@ -80,140 +81,11 @@ def table_rows(
     return out
 
 
-def _terminated_at(status: Obj) -> float | None:
-    last = ((status.get("lastState") or {}).get("terminated")) or {}
-    return parse_time(last.get("finishedAt"))
-
-
-def _restartable(container: Obj | None) -> bool:
-    return bool(container) and (container or {}).get("restartPolicy") == "Always"
-
-
 def pod_row(pod: Obj, *, now: float, wide: bool = False) -> list[str]:
     """kubectl's ``printPod``: NAME READY STATUS RESTARTS AGE [IP NODE NOMINATED NODE
-    READINESS GATES], with its rules for the STATUS word."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    status = pod.get("status") or {}
-    conditions = status.get("conditions") or []
-    init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
-    total = len(spec.get("containers") or []) + sum(
-        1 for c in init_specs.values() if _restartable(c)
-    )
-    ready = 0
-    restarts = 0
-    sidecar_restarts = 0
-    last_restart: float | None = None
-    last_sidecar_restart: float | None = None
-    phase = status.get("phase") or ""
-    reason = status.get("reason") or phase
-    for cond in conditions:
-        if cond.get("type") == "PodScheduled" and cond.get("reason") == "SchedulingGated":
-            reason = "SchedulingGated"
-
-    initializing = False
-    init_statuses = status.get("initContainerStatuses") or []
-    for i, cs in enumerate(init_statuses):
-        restarts += int(cs.get("restartCount") or 0)
-        finished = _terminated_at(cs)
-        if finished is not None and (last_restart is None or finished > last_restart):
-            last_restart = finished
-        sidecar = _restartable(init_specs.get(cs.get("name")))
-        if sidecar:
-            sidecar_restarts += int(cs.get("restartCount") or 0)
-            if finished is not None and (
-                last_sidecar_restart is None or finished > last_sidecar_restart
-            ):
-                last_sidecar_restart = finished
-        state = cs.get("state") or {}
-        terminated = state.get("terminated")
-        waiting = state.get("waiting")
-        if terminated is not None and int(terminated.get("exitCode") or 0) == 0:
-            continue
-        if sidecar and cs.get("started"):
-            if cs.get("ready"):
-                ready += 1
-            continue
-        if terminated is not None:
-            if terminated.get("reason"):
-                reason = "Init:" + terminated["reason"]
-            elif terminated.get("signal"):
-                reason = f"Init:Signal:{terminated['signal']}"
-            else:
-                reason = f"Init:ExitCode:{terminated.get('exitCode')}"
-        elif waiting is not None and waiting.get("reason") not in (None, "", "PodInitializing"):
-            reason = "Init:" + waiting["reason"]
-        else:
-            reason = f"Init:{i}/{len(init_specs)}"
-        initializing = True
-        break
-
-    initialized = any(
-        c.get("type") == "Initialized" and c.get("status") == "True" for c in conditions
-    )
-    if not initializing or initialized:
-        restarts = sidecar_restarts
-        last_restart = last_sidecar_restart
-        has_running = False
-        for cs in reversed(status.get("containerStatuses") or []):
-            restarts += int(cs.get("restartCount") or 0)
-            finished = _terminated_at(cs)
-            if finished is not None and (last_restart is None or finished > last_restart):
-                last_restart = finished
-            state = cs.get("state") or {}
-            waiting = state.get("waiting")
-            terminated = state.get("terminated")
-            if waiting is not None and waiting.get("reason"):
-                reason = waiting["reason"]
-            elif terminated is not None and terminated.get("reason"):
-                reason = terminated["reason"]
-            elif terminated is not None:
-                if terminated.get("signal"):
-                    reason = f"Signal:{terminated['signal']}"
-                else:
-                    reason = f"ExitCode:{terminated.get('exitCode')}"
-            elif cs.get("ready") and state.get("running") is not None:
-                has_running = True
-                ready += 1
-        if reason == "Completed" and has_running:
-            ready_condition = any(c.get("type") == "Ready" for c in conditions)
-            reason = "Running" if ready_condition else "NotReady"
-
-    if meta.get("deletionTimestamp"):
-        if status.get("reason") == "NodeLost":
-            reason = "Unknown"
-        elif phase not in ("Succeeded", "Failed"):
-            reason = "Terminating"
-
-    restarts_text = str(restarts)
-    if restarts and last_restart is not None:
-        restarts_text = f"{restarts} ({human_duration(now - last_restart)} ago)"
-    row = [
-        str(meta.get("name") or ""),
-        f"{ready}/{total}",
-        reason,
-        restarts_text,
-        since(meta.get("creationTimestamp"), now),
-    ]
-    if wide:
-        ips = status.get("podIPs") or []
-        gates = spec.get("readinessGates") or []
-        gates_text = "<none>"
-        if gates:
-            true = 0
-            for gate in gates:
-                for cond in conditions:
-                    if cond.get("type") == gate.get("conditionType"):
-                        true += cond.get("status") == "True"
-                        break
-            gates_text = f"{true}/{len(gates)}"
-        row += [
-            (ips[0].get("ip") if ips else "") or "<none>",
-            spec.get("nodeName") or "<none>",
-            status.get("nominatedNodeName") or "<none>",
-            gates_text,
-        ]
-    return row
+    READINESS GATES], computed by the same code as the server's Table rows."""
+    cells = pod_cells(pod, now)
+    return cells if wide else cells[: len(POD_COLUMNS)]
 
 
 def pod_rows(

@@ -154,11 +154,23 @@ STATUS_CASES = [
     ("completed", _pod("Succeeded", [_cs("app", terminated=(0, "Completed"))]), "Completed", "0/1"),
     ("exit-code", _pod("Failed", [_cs("app", terminated=(3, ""))]), "ExitCode:3", "0/1"),
     (
-        "completed-one-running",
+        "completed-one-running-not-ready",
         _pod(
             "Running",
             [_cs("a", running=True), _cs("b", terminated=(0, "Completed"))],
             conditions=[{"type": "Ready", "status": "False"}],
+        ),
+        # printers.go: Completed with a container running is Running only while the
+        # pod's Ready condition is True, NotReady otherwise.
+        "NotReady",
+        "1/2",
+    ),
+    (
+        "completed-one-running-ready",
+        _pod(
+            "Running",
+            [_cs("a", running=True), _cs("b", terminated=(0, "Completed"))],
+            conditions=[{"type": "Ready", "status": "True"}],
         ),
         "Running",
         "1/2",
