@@ -44,6 +44,9 @@ DEBUG_PATHS = (
 )
 
 
+KUBELET_LIST = web.AppKey("kubelet_list", api_pods.ListCache)
+
+
 async def pods(request: web.Request) -> web.StreamResponse:
     # The kubelet's view: plain JSON only, and a pod leaves it as soon as its source
     # drops it (the API paths show it Terminating until it is gone).
@@ -56,16 +59,21 @@ async def pods(request: web.Request) -> web.StreamResponse:
     status = deps.status
     stale = deps.engine.is_stale()
     items = joined_items(status, query)
-    body = b"".join(
-        [
-            b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":',
-            b"[" + items + b"]" if items else b"null",
-            b',"errors":',
-            json.dumps([e.to_api() for e in deps.source_errors()], separators=(",", ":")).encode(),
-            b',"stale":true' if stale else b"",
-            b"}",
-        ]
-    )
+    errors = json.dumps([e.to_api() for e in deps.source_errors()], separators=(",", ":"))
+
+    def build() -> bytes:
+        return b"".join(
+            [
+                b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":',
+                b"[" + items + b"]" if items else b"null",
+                b',"errors":',
+                errors.encode(),
+                b',"stale":true' if stale else b"",
+                b"}",
+            ]
+        )
+
+    body = request.app[KUBELET_LIST].body((items, errors, stale), build)
     return await send_body(
         request,
         body,
@@ -101,6 +109,7 @@ def make_app(
     app[LIMITS] = limits or ServerLimits()
     app[LOOPBACK_ONLY] = loopback_only
     app[WATCH_SLOTS] = WatchSlots(app[LIMITS].max_watches)
+    app[KUBELET_LIST] = api_pods.ListCache()
 
     async def end_watches(_: web.Application) -> None:
         # Lets streaming handlers return, so shutdown does not wait on them.

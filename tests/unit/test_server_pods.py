@@ -16,7 +16,7 @@ from minikubelet.model.manifest import pod_from_document
 from minikubelet.model.spec import Pod
 from minikubelet.server.app import ServerDeps, ServerLimits, make_app
 from minikubelet.server.podquery import PodFilter, PodQuery
-from minikubelet.server.pods import list_body
+from minikubelet.server.pods import ListCache, list_body
 from minikubelet.status.manager import StatusManager
 from minikubelet.status.types import PodPhase, PodStatus
 
@@ -506,13 +506,14 @@ def test_a_whole_list_is_built_once_per_version(
     pods: dict[str, Pod], status: StatusManager
 ) -> None:
     query = PodQuery(filter=PodFilter())
-    first = list_body(status, query)
-    assert list_body(status, query) is first
+    cache = ListCache()
+    first = list_body(status, query, cache)
+    assert list_body(status, query, cache) is first
     status.set(pods["db"].uid, running())
-    second = list_body(status, query)
+    second = list_body(status, query, cache)
     assert second is not first
     assert json.loads(second)["metadata"]["resourceVersion"] == str(status.resource_version)
     # Filtered lists are never taken for the whole one.
     only = PodQuery(filter=PodFilter(namespace="kube-system"))
-    assert names(json.loads(list_body(status, only))) == ["sys-node"]
-    assert list_body(status, query) is second
+    assert names(json.loads(list_body(status, only, cache))) == ["sys-node"]
+    assert list_body(status, query, cache) is second
