@@ -11,6 +11,7 @@ import contextlib
 import json
 import queue
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -293,16 +294,40 @@ def test_events_list_the_pods_events(shared: Agent) -> None:
     assert len(everywhere) >= len(lines)
 
 
+def interruptible(*args: str) -> subprocess.Popen[str]:
+    """The CLI as a terminal starts it, with SIGINT at its default. A test run started in
+    the background of a non-interactive shell ignores SIGINT, and a child would inherit
+    that and never see the Ctrl-C these tests send; an installed handler is not inherited
+    (exec resets it to the default), so one is set while the child is made."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "minikubelet", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupt(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C, then the command's stderr once it ended; killed if it does not end."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the command did not end within 10 s of Ctrl-C") from None
+    return err
+
+
 def test_events_watch_sees_a_new_pods_events(shared: Agent) -> None:
     name = f"later-{shared.node}"
     args = ["events", "--for", f"pod/{name}", "-w", "--server", f"http://127.0.0.1:{shared.port}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "minikubelet", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = interruptible(*args)
     # A reader thread, so that waiting for a line is bounded by the deadline.
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
@@ -325,8 +350,7 @@ def test_events_watch_sees_a_new_pods_events(shared: Agent) -> None:
         assert seen[0].split()[:3] == ["LAST", "SEEN", "TYPE"], seen
         assert all(f"Pod/{name}" in x for x in seen[1:]), seen
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        err = interrupt(proc)
         shared.remove("later.yaml")
     assert proc.returncode == 130, err
     assert err == ""
@@ -365,28 +389,22 @@ def test_a_stopped_server_is_one_line_and_exit_1() -> None:
 
 
 def test_ctrl_c_on_a_follow_exits_130_quietly(shared: Agent) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "minikubelet",
-            "logs",
-            f"web-{shared.node}",
-            "-c",
-            "app",
-            "-f",
-            "--server",
-            f"http://127.0.0.1:{shared.port}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = interruptible(
+        "logs",
+        f"web-{shared.node}",
+        "-c",
+        "app",
+        "-f",
+        "--server",
+        f"http://127.0.0.1:{shared.port}",
     )
     assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready:
+        interrupt(proc)
+        raise AssertionError("logs -f printed nothing within 30 s")
     assert proc.stdout.readline() == "hello-from-app\n"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=10)
+    err = interrupt(proc)
     assert proc.returncode == 130
     assert err == ""
 
