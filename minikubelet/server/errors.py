@@ -73,3 +73,9 @@ def shown(value: str, limit: int = 64) -> str:
     """A client-supplied value fit to quote in a message: bounded, and escaped to ASCII."""
     clipped = value if len(value) <= limit else value[:limit] + "..."
     return ascii(clipped)
+
+
+async def read_only(request: web.Request) -> web.StreamResponse:
+    """Any method but GET on a resource path. The API server's words for a verb a resource
+    does not offer; discovery lists none but get, list and watch."""
+    raise StatusError(405, "the server does not allow this method on the requested resource")

@@ -34,7 +34,7 @@ from aiohttp import web
 from minikubelet.events import EventChange, EventFeed, EventRecorder, ResourceExpired
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
-from minikubelet.server.errors import StatusError, shown, status_bytes
+from minikubelet.server.errors import StatusError, read_only, shown, status_bytes
 from minikubelet.server.follow import follow
 from minikubelet.server.selectors import (
     FieldRequirement,
@@ -184,11 +184,6 @@ class WatchOptions:
     initial_events: bool = False
 
 
-def _flag(query: Mapping[str, str], name: str) -> bool:
-    raw = query.get(name)
-    return raw is not None and not (raw == "0" or raw.casefold() == "false")
-
-
 def resource_version(query: Mapping[str, str]) -> int | None:
     """``resourceVersion`` of a watch: None for unset, "" and "0" (start from the current
     events); else the version to resume after."""
@@ -222,27 +217,19 @@ async def list_events(request: web.Request) -> web.StreamResponse:
         field_selectors = query.getall("fieldSelector", [])
         label_selectors = query.getall("labelSelector", [])
         since = resource_version(query) if watch else None
-        bookmarks = _flag(query, "allowWatchBookmarks")
-        initial_events = _flag(query, "sendInitialEvents")
+        bookmarks = params.flag(query.get("allowWatchBookmarks"))
+        initial_events = params.flag(query.get("sendInitialEvents"))
         limit = query.get("limit", "")
         continued = query.get("continue", "")
     except (UnicodeError, ValueError):
         raise StatusError(400, "the query string cannot be decoded") from None
-    # ``limit`` is taken and ignored: a list is always whole, with no ``continue``, which
-    # the API conventions allow ("the server may return more"); it must still be a number.
-    if limit and not _DIGITS.fullmatch(limit):
-        raise StatusError(400, f"limit: invalid value {shown(limit)}: must be a number")
-    if continued:
-        raise StatusError(
-            400, "continue: this agent gives no continue tokens; list again without it"
-        )
-    if initial_events and not (watch and bookmarks):
-        # The API server's rule: the end of the initial events is told by a bookmark.
-        raise StatusError(
-            400,
-            "sendInitialEvents: Forbidden: sendInitialEvents is allowed only on a watch "
-            "with allowWatchBookmarks=true",
-        )
+    params.check_list_options(
+        limit=limit,
+        continue_token=continued,
+        initial_events=initial_events,
+        watch=watch,
+        bookmarks=bookmarks,
+    )
     # The first value counts, as the API server converts a repeated string parameter.
     selection = Selection(
         request.match_info.get("namespace"),
@@ -366,12 +353,6 @@ async def watch_events(
 
 def _error_line(message: str) -> bytes:
     return b'{"type":"ERROR","object":' + status_bytes(410, message) + b"}\n"
-
-
-async def read_only(request: web.Request) -> web.StreamResponse:
-    # The API server's words for a verb a resource does not offer; discovery lists none
-    # but get, list and watch.
-    raise StatusError(405, "the server does not allow this method on the requested resource")
 
 
 ROUTES = (

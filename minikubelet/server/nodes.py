@@ -21,8 +21,8 @@ from aiohttp import web
 
 from minikubelet.server import params
 from minikubelet.server.deps import DEPS, LIMITS
-from minikubelet.server.errors import StatusError, status_bytes
-from minikubelet.server.events import age_of, quoted, read_only, resource_version
+from minikubelet.server.errors import StatusError, read_only, status_bytes
+from minikubelet.server.events import age_of, quoted, resource_version
 from minikubelet.server.selectors import (
     matches_labels,
     parse_field_selector,

@@ -49,11 +49,38 @@ def _bad_timeout(raw: str) -> StatusError:
     )
 
 
+def flag(raw: str | None) -> bool:
+    """A bool parameter as the API server converts it: absent, "0" and "false" are false,
+    anything else (even empty, as in ``?watch``) is true."""
+    return raw is not None and not (raw == "0" or raw.casefold() == "false")
+
+
 def is_watch(query: MultiMapping[str]) -> bool:
-    """``watch`` as the API server converts a bool parameter: absent, "0" and "false" are
-    false, anything else (even empty, as in ``?watch``) is true."""
     values = query.getall("watch", [])
-    if not values:
-        return False
-    value = values[0]
-    return not (value == "0" or value.casefold() == "false")
+    return flag(values[0] if values else None)
+
+
+# A limit is a number; bounded in length before anything reads it.
+_LIMIT = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+def check_list_options(
+    *, limit: str, continue_token: str, initial_events: bool, watch: bool, bookmarks: bool
+) -> None:
+    """``limit``, ``continue`` and ``sendInitialEvents``, refused where the API server
+    refuses them or where this agent cannot honour them."""
+    # ``limit`` is taken and ignored: every list is whole and has no ``continue``, which
+    # the API conventions allow ("the server may return more"); it must still be a number.
+    if limit and not _LIMIT.fullmatch(limit):
+        raise StatusError(400, f"limit: invalid value {shown(limit)}: must be a number")
+    if continue_token:
+        raise StatusError(
+            400, "continue: this agent gives no continue tokens; list again without it"
+        )
+    if initial_events and not (watch and bookmarks):
+        # The API server's rule: the end of the initial events is told by a bookmark.
+        raise StatusError(
+            400,
+            "sendInitialEvents: Forbidden: sendInitialEvents is allowed only on a watch "
+            "with allowWatchBookmarks=true",
+        )

@@ -127,10 +127,6 @@ def _first(query: MultiMapping[str], name: str) -> str | None:
     return values[0] if values else None
 
 
-def _bool(raw: str | None) -> bool:
-    return raw is not None and not (raw == "0" or raw.casefold() == "false")
-
-
 def parse_query(
     request: web.Request, *, namespace: str | None, hide_deleting: bool = False
 ) -> PodQuery:
@@ -144,8 +140,8 @@ def parse_query(
         fields_text = _first(query, "fieldSelector")
         version_text = _first(query, "resourceVersion")
         limit_text = _first(query, "limit")
-        bookmarks = _bool(_first(query, "allowWatchBookmarks"))
-        initial_events = _bool(_first(query, "sendInitialEvents"))
+        bookmarks = params.flag(_first(query, "allowWatchBookmarks"))
+        initial_events = params.flag(_first(query, "sendInitialEvents"))
         continue_text = _first(query, "continue")
     except (UnicodeError, ValueError):
         raise StatusError(400, "the query string cannot be decoded") from None
@@ -158,21 +154,13 @@ def parse_query(
                 400, f"resourceVersion: invalid value {shown(version_text)}: must be a number"
             )
         version = int(version_text) or None
-    # ``limit`` is taken and ignored: every list is whole and has no ``continue``, which
-    # the API conventions allow ("the server may return more"); it must still be a number.
-    if limit_text and not _DIGITS.fullmatch(limit_text):
-        raise StatusError(400, f"limit: invalid value {shown(limit_text)}: must be a number")
-    if continue_text:
-        raise StatusError(
-            400, "continue: this agent gives no continue tokens; list again without it"
-        )
-    if initial_events and not (watch and bookmarks):
-        # The API server's rule: the end of the initial events is told by a bookmark.
-        raise StatusError(
-            400,
-            "sendInitialEvents: Forbidden: sendInitialEvents is allowed only on a watch "
-            "with allowWatchBookmarks=true",
-        )
+    params.check_list_options(
+        limit=limit_text or "",
+        continue_token=continue_text or "",
+        initial_events=initial_events,
+        watch=watch,
+        bookmarks=bookmarks,
+    )
     version_table = wants_table(request)
     return PodQuery(
         filter=PodFilter(namespace, tuple(labels), tuple(fields), hide_deleting),

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from minikubelet.model.spec import PodUID
 from minikubelet.server.deps import DEPS, LIMITS
-from minikubelet.server.errors import StatusError
+from minikubelet.server.errors import StatusError, read_only
 from minikubelet.server.podquery import PodQuery, parse_query, pod_table
 from minikubelet.server.stream import send_body
 from minikubelet.server.watch import admitted, watch_pods
@@ -149,12 +149,6 @@ async def get_pod(request: web.Request) -> web.StreamResponse:
         content_type="application/json",
         timeout=request.app[LIMITS].write_timeout,
     )
-
-
-async def read_only(request: web.Request) -> web.StreamResponse:
-    # The API server's words for a verb a resource does not offer; discovery lists none
-    # but get, list and watch.
-    raise StatusError(405, "the server does not allow this method on the requested resource")
 
 
 ROUTES = (
