@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -56,6 +57,9 @@ from minikubelet.util.host import (
 )
 from minikubelet.util.statedir import StateDirLock, prepare_state_dir, state_dir_in_use
 from minikubelet.util.timefmt import rfc3339_nano_local
+
+if TYPE_CHECKING:
+    from minikubelet.cluster.reporter import ClusterReporter
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +173,8 @@ class Agent:
         self.config: PodConfig | None = None
         self.source: FileSource | None = None
         self._runner: web.AppRunner | None = None
+        # Cluster mode (kubeconfig set): the node, its Lease and mirror pods on an API server.
+        self.cluster: ClusterReporter | None = None
         self.supervisor: Supervisor | None = None
         self._state_lock: StateDirLock | None = None
         self.health = Health()
@@ -249,6 +255,8 @@ class Agent:
         supervisor.install_loop_handler(asyncio.get_running_loop())
         self.notifier.send(STATUS="starting: connecting to the Docker engine")
         try:
+            if self.settings.kubeconfig:
+                await self._connect_cluster()
             await self._start_server()
             connect = asyncio.ensure_future(self._connect())
             stopped = asyncio.ensure_future(stop.wait())
@@ -276,6 +284,9 @@ class Agent:
             if self.notifier.enabled:
                 supervisor.spawn("systemd", self._service_manager())
             supervisor.spawn("nodestatus", self.node_status.run())
+            if self.cluster is not None:
+                for name, part in self.cluster.parts().items():
+                    supervisor.spawn(f"cluster:{name}", part)
             log.info(
                 "minikubelet running as node %s (host IP %s, manifests in %s)",
                 self.node_name,
@@ -290,6 +301,22 @@ class Agent:
             self._state_lock.release()
         if supervisor.failure is not None:
             raise AgentFailure(supervisor.failure)
+
+    async def _connect_cluster(self) -> None:
+        # Imported here: the client library costs ~40 MiB and 0.3 s, paid only in cluster mode.
+        from minikubelet.cluster.reporter import ClusterReporter
+
+        self.cluster = await ClusterReporter.connect(
+            Path(self.settings.kubeconfig),
+            state_dir=self.settings.state_dir,
+            registry=self.metrics.registry,
+            node_name=self.node_name,
+            node_status=self.node_status,
+            status=self.status,
+            recorder=self.recorder,
+            node_ref=self.node_ref,
+        )
+        self.health.add("apiserver", self.cluster.health.check)
 
     async def _watch_event_stream(self) -> None:
         """The event stream lives on a thread; a thread that died is a part that died."""
@@ -482,6 +509,8 @@ class Agent:
             )
         except TimeoutError:
             log.warning("pod workers did not stop in %.1fs", SHUTDOWN_TIMEOUT)
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.runtime.close()
         self.executor.shutdown()
         self.notifier.close()

@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         "its subject's CN",
     )
     run.add_argument(
+        "--kubeconfig",
+        help="cluster mode: register the node, its Lease and mirror pods on the API server "
+        "of this kubeconfig (its current context)",
+    )
+    run.add_argument(
         "--stop-pods-on-exit",
         action="store_true",
         default=None,
@@ -136,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
                 "tls_cert_file": args.tls_cert_file,
                 "tls_private_key_file": args.tls_private_key_file,
                 "client_ca_file": args.client_ca_file,
+                "kubeconfig": args.kubeconfig,
                 "stop_pods_on_exit": args.stop_pods_on_exit,
                 "log_level": args.log_level,
                 "log_format": args.log_format,

@@ -57,6 +57,9 @@ class Settings:
     # PEM CA certificates; over TLS a client certificate they sign authenticates its
     # subject's CN, as the kubelet's --client-ca-file.
     client_ca_file: str = ""
+    # Cluster mode: a kubeconfig naming a Kubernetes API server (its current context).
+    # The node registers there with a Lease, and each static pod gets a mirror pod.
+    kubeconfig: str = ""
     log_level: str = "INFO"
     # "text" (a line per record, for people) or "json" (an object per line, for journald
     # and log collectors).
@@ -92,6 +95,7 @@ _KEYS = {
     "tlsCertFile": "tls_cert_file",
     "tlsPrivateKeyFile": "tls_private_key_file",
     "clientCAFile": "client_ca_file",
+    "kubeconfig": "kubeconfig",
     "logLevel": "log_level",
     "logFormat": "log_format",
     "allowInsecureManifestDir": "allow_insecure_manifest_dir",
