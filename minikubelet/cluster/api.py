@@ -187,14 +187,7 @@ class KubeApi:
         cannot be used.
         """
         configuration = k8s.Configuration()
-        await k8s_config.load_kube_config(
-            config_file=str(kubeconfig),
-            client_configuration=configuration,
-            # Never write back into the operator's file (the library would, for
-            # refreshed credentials of some auth plugins).
-            persist_config=False,
-            temp_file_path=str(temp_dir),
-        )
+        await _load(kubeconfig, configuration, temp_dir)
         if not configuration.proxy:
             try:
                 proxy, _ = get_env_proxy_for_url(URL(str(configuration.host)))
@@ -214,12 +207,7 @@ class KubeApi:
     async def reload_credentials(self) -> None:
         """Read the kubeconfig again: a 401 can mean a rotated token (tokenFile)."""
         try:
-            await k8s_config.load_kube_config(
-                config_file=str(self._kubeconfig),
-                client_configuration=self.client.configuration,
-                persist_config=False,
-                temp_file_path=str(self._temp_dir),
-            )
+            await _load(self._kubeconfig, self.client.configuration, self._temp_dir)
         except (k8s_config.ConfigException, OSError, ValueError) as e:
             log.warning("kubeconfig %s: cannot read it again: %s", self._kubeconfig, e)
 
@@ -321,6 +309,22 @@ class KubeApi:
             # 404, 409, 422... are answers: the server works, the request was refused.
             failed = error is not None and (error.server_fault or error.code in (401, 403))
             self.on_outcome(Outcome(ok=not failed, error=error, at=now))
+
+
+async def _load(kubeconfig: Path, configuration: k8s.Configuration, temp_dir: Path) -> None:
+    await k8s_config.load_kube_config(
+        config_file=str(kubeconfig),
+        client_configuration=configuration,
+        # Never write back into the operator's file (the library would, for
+        # refreshed credentials of some auth plugins).
+        persist_config=False,
+        temp_file_path=str(temp_dir),
+    )
+    # A tokenFile ends in a newline as often as not; the library keeps it, and a
+    # header with a newline is refused. client-go trims it, so does this.
+    token = configuration.api_key.get("BearerToken")
+    if isinstance(token, str):
+        configuration.api_key["BearerToken"] = token.strip()
 
 
 def _watch_event(line: bytes) -> dict[str, Any] | None:
