@@ -97,12 +97,15 @@ def test_watch_error_event_raises_its_status() -> None:
     assert event["type"] == "ADDED"
 
 
-def test_retry_doubles_to_the_cap_within_its_jitter() -> None:
-    for draw, factor in ((0.0, 0.8), (0.5, 1.0), (1.0, 1.2)):
-        retry = Retry(initial=0.2, cap=7.0, jitter=0.2, random=lambda d=draw: d)
-        delays = [retry.next_delay() for _ in range(8)]
-        expected = [min(7.0, 0.2 * 2**i) * factor for i in range(8)]
-        assert delays == pytest.approx(expected)
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.8), (0.5, 1.0), (1.0, 1.2)])
+def test_retry_doubles_to_the_cap_within_its_jitter(draw: float, factor: float) -> None:
+    retry = Retry(initial=0.2, cap=7.0, jitter=0.2, random=lambda: draw)
+    delays = [retry.next_delay() for _ in range(8)]
+    expected = [min(7.0, 0.2 * 2**i) * factor for i in range(8)]
+    assert delays == pytest.approx(expected)
+
+
+def test_retry_starts_again_after_a_reset() -> None:
     retry = Retry(random=lambda: 0.5)
     retry.next_delay()
     retry.reset()
