@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from minikubelet.cluster.api import KubeApi
 from minikubelet.cluster.health import ApiHealth
+from minikubelet.cluster.node import LeaseRenewer, NodeContext, NodeReporter
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, ObjectRef
 from minikubelet.nodestatus.manager import NodeStatus
@@ -93,7 +94,19 @@ class ClusterReporter:
 
     def parts(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The long-running parts, by name, for the agent's supervisor."""
-        return {}
+        parts: dict[str, Coroutine[Any, Any, None]] = {}
+        node = NodeContext(
+            self.api,
+            node_name=self.node_name,
+            recorder=self.recorder,
+            node_ref=self.node_ref,
+            clock=self.clock,
+        )
+        parts["node"] = NodeReporter(
+            node, node_status=self.node_status, set_uid=self.node_uid.set
+        ).run()
+        parts["lease"] = LeaseRenewer(node, node_uid=self.node_uid).run()
+        return parts
 
     async def close(self) -> None:
         await self.api.close()
