@@ -315,6 +315,8 @@ class Agent:
             status=self.status,
             recorder=self.recorder,
             node_ref=self.node_ref,
+            # Mirrors without a static pod are deleted only once every source was read.
+            sources_ready=lambda: self.config is not None and self.config.ready,
         )
         self.health.add("apiserver", self.cluster.health.check)
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from minikubelet.cluster.api import KubeApi
 from minikubelet.cluster.health import ApiHealth
+from minikubelet.cluster.mirror import MirrorPods
 from minikubelet.cluster.node import LeaseRenewer, NodeContext, NodeReporter
 from minikubelet.errors import ConfigError
 from minikubelet.events import EventRecorder, ObjectRef
@@ -61,6 +62,8 @@ class ClusterReporter:
         status: StatusManager,
         recorder: EventRecorder,
         node_ref: ObjectRef,
+        sources_ready: Callable[[], bool],
+        registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = api
@@ -75,6 +78,15 @@ class ClusterReporter:
             api.server, recorder=recorder, node_ref=node_ref, clock=time.monotonic
         )
         api.on_outcome = self.health.observe
+        self.mirrors = MirrorPods(
+            api,
+            node_name=node_name,
+            status=status,
+            recorder=recorder,
+            node_uid=self.node_uid,
+            sources_ready=sources_ready,
+            registry=registry,
+        )
 
     @classmethod
     async def connect(
@@ -90,7 +102,7 @@ class ClusterReporter:
         except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"kubeconfig: {kubeconfig}: {e}") from None
         log.info("cluster mode: reporting to %s", api.server)
-        return cls(api, **parts)
+        return cls(api, registry=registry, **parts)
 
     def parts(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The long-running parts, by name, for the agent's supervisor."""
@@ -106,6 +118,7 @@ class ClusterReporter:
             node, node_status=self.node_status, set_uid=self.node_uid.set
         ).run()
         parts["lease"] = LeaseRenewer(node, node_uid=self.node_uid).run()
+        parts["mirror"] = self.mirrors.run()
         return parts
 
     async def close(self) -> None:
