@@ -635,3 +635,31 @@ def tls_agent(
             agent.stop()
         finally:
             agent.cleanup()
+
+
+# --- the test Kubernetes API server (tests/apiserver), for cluster mode -----------------
+
+API_TOKEN = "apiserver-t0ken"
+
+
+@pytest.fixture
+def apiserver(pki: Pki) -> Iterator[Any]:
+    """A FakeApiServer over TLS with the module's ``pki``, taking the token ``API_TOKEN``
+    and client certificates from that CA; stopped at teardown."""
+    from tests.apiserver import FakeApiServer
+
+    server = FakeApiServer(tls=pki, tokens={API_TOKEN})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def plain_apiserver() -> Iterator[Any]:
+    """A FakeApiServer on plain HTTP that asks for no credentials."""
+    from tests.apiserver import FakeApiServer
+
+    server = FakeApiServer(require_auth=False)
+    server.start()
+    yield server
+    server.stop()
