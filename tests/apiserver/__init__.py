@@ -28,7 +28,8 @@ For tests there are fault injection (``go_down``/``come_up``, ``fail_next``, ``l
 and a request log; ``RealCluster`` offers the same reads and acts on a real cluster.
 """
 
+from tests.apiserver.real import RealCluster
 from tests.apiserver.server import FakeApiServer, RequestRecord
 from tests.apiserver.store import ApiError, Rejection
 
-__all__ = ["ApiError", "FakeApiServer", "Rejection", "RequestRecord"]
+__all__ = ["ApiError", "FakeApiServer", "RealCluster", "Rejection", "RequestRecord"]

@@ -645,9 +645,15 @@ API_TOKEN = "apiserver-t0ken"
 @pytest.fixture
 def apiserver(pki: Pki) -> Iterator[Any]:
     """A FakeApiServer over TLS with the module's ``pki``, taking the token ``API_TOKEN``
-    and client certificates from that CA; stopped at teardown."""
-    from tests.apiserver import FakeApiServer
+    and client certificates from that CA; stopped at teardown. When
+    ``MINIKUBELET_TEST_KUBECONFIG`` names a kubeconfig, a ``RealCluster`` on it instead
+    (tests that inject faults then skip)."""
+    from tests.apiserver import FakeApiServer, RealCluster
 
+    real = os.environ.get("MINIKUBELET_TEST_KUBECONFIG")
+    if real:
+        yield RealCluster(Path(real))
+        return
     server = FakeApiServer(tls=pki, tokens={API_TOKEN})
     server.start()
     yield server

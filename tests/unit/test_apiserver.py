@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.apiserver import FakeApiServer
+from tests.apiserver import FakeApiServer, RealCluster
 from tests.integration.tls import Pki, make_pki
 
 MERGE = "application/merge-patch+json"
@@ -562,3 +562,21 @@ def test_discovery_for_kubectl(api: Client) -> None:
     leases = api.ok("GET", "/apis/coordination.k8s.io/v1")["resources"]
     assert [r["name"] for r in leases] == ["leases"]
     assert api.call("GET", "/openapi/v2")[0] == 404
+
+
+def test_real_cluster_reads_and_acts_through_a_kubeconfig(
+    tls_server: FakeApiServer, tmp_path: Path
+) -> None:
+    # Pointed at the test server, the stand-in for a real cluster must see what it holds.
+    real = RealCluster(tls_server.write_kubeconfig(tmp_path / "kubeconfig", auth="tokenFile"))
+    real.create("leases", lease("real-1"))
+    assert real.get("leases", "real-1", "kube-node-lease") == tls_server.get(
+        "leases", "real-1", "kube-node-lease"
+    )
+    assert "real-1" in [x["metadata"]["name"] for x in real.list("leases", "kube-node-lease")]
+    patched = real.patch("leases", "real-1", {"spec": {"holderIdentity": "x"}}, "kube-node-lease")
+    assert patched["spec"]["holderIdentity"] == "x"
+    real.delete("leases", "real-1", "kube-node-lease")
+    assert real.get("leases", "real-1", "kube-node-lease") is None
+    with pytest.raises(pytest.skip.Exception, match="fault injection"):
+        real.fail_next(500)
