@@ -459,6 +459,7 @@ class MirrorPods:
         patch = status_patch(obj["status"], mirror.status)
         if patch is None:
             return False
+        log.debug("mirror pod %s/%s: status patch %s", key[0], key[1], patch)
         try:
             answer = await self.api.call(
                 "patch",

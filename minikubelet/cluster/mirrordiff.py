@@ -37,6 +37,9 @@ FOREIGN_STATUS = frozenset({"nominatedNodeName", "resize", "resourceClaimStatuse
 ATOMIC_LISTS = frozenset(
     {"containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"}
 )
+# Lists the API merges by a key (``ip``): a changed one is sent with a replace
+# directive, or the server would keep the old addresses beside the new.
+MERGED_LISTS = frozenset({"podIPs", "hostIPs"})
 # Timestamps a condition change alone does not warrant a write for (the kubelet's
 # status cache compares conditions without them).
 CONDITION_TIMES = ("lastProbeTime", "lastTransitionTime")
@@ -90,7 +93,12 @@ def _conditions_patch(
         wanted.add(type_)
         old = held_by_type.get(type_)
         if old is None or _condition_key(old) != _condition_key(condition):
-            items.append(dict(condition))
+            item = dict(condition)
+            if old is not None:
+                # Merged into the server's by type, field by field: a field the agent
+                # dropped (the reason of a condition now True) has to be removed.
+                item.update({k: None for k in old if k not in condition})
+            items.append(item)
     for type_ in held_by_type:
         if type_ in KUBELET_CONDITIONS and type_ not in wanted:
             items.append({"type": type_, "$patch": "delete"})
@@ -113,7 +121,8 @@ def status_patch(desired: Mapping[str, Any], held: Mapping[str, Any]) -> dict[st
             if items:
                 patch[key] = items
         elif value != old:
-            patch[key] = value
+            replace = key in MERGED_LISTS and old and isinstance(value, list)
+            patch[key] = [*value, {"$patch": "replace"}] if replace else value
     for key, old in held.items():
         if key in desired or key in FOREIGN_STATUS or old is None:
             continue

@@ -59,7 +59,7 @@ def static_pod(name: str = "web", image: str = "busybox:1") -> Pod:
 
 def running(ready: bool, *, at: float = 100.0) -> PodStatus:
     conditions = tuple(
-        PodCondition(t, s, at)
+        PodCondition(t, s, at, reason="" if s else "ContainersNotReady")
         for t, s in (
             ("PodReadyToStartContainers", True),
             ("Initialized", True),
@@ -139,6 +139,32 @@ def test_a_readiness_flip_sends_the_two_conditions_and_the_container_statuses() 
     assert all(c["status"] == "False" for c in patch["conditions"])
     # Atomic list: sent whole, for the server to replace whole.
     assert patch["containerStatuses"] == desired["containerStatuses"]
+
+
+def test_fields_a_changed_condition_no_longer_has_are_removed() -> None:
+    held = running(False).to_api()
+    held["conditions"][2]["reason"] = "ContainersNotReady"
+    held["conditions"][2]["message"] = "containers with unready status: [a]"
+    patch = status_patch(running(True).to_api(), held)
+    assert patch is not None
+    ready = patch["conditions"][0]
+    assert ready["type"] == "Ready"
+    assert ready["status"] == "True"
+    # A strategic merge keeps the fields of a merged item the patch does not name.
+    assert ready["reason"] is None
+    assert ready["message"] is None
+
+
+def test_changed_addresses_replace_the_servers_list() -> None:
+    held = running(True).to_api()
+    desired = copy.deepcopy(held)
+    desired["podIP"] = "10.1.0.9"
+    desired["podIPs"] = [{"ip": "10.1.0.9"}]
+    assert status_patch(desired, held) == {
+        "podIP": "10.1.0.9",
+        # Merged by ip otherwise: the old address would stay.
+        "podIPs": [{"ip": "10.1.0.9"}, {"$patch": "replace"}],
+    }
 
 
 def test_foreign_conditions_and_fields_are_left_alone() -> None:
@@ -441,8 +467,12 @@ class FakePodApi:
                     if item.get("$patch") == "delete":
                         by_type.pop(item["type"], None)
                     else:
-                        by_type[item["type"]] = item
+                        # Merged field by field, as a strategic merge does; null removes.
+                        merged = {**by_type.get(item["type"], {}), **item}
+                        by_type[item["type"]] = {k: v for k, v in merged.items() if v is not None}
                 status["conditions"] = list(by_type.values())
+            elif isinstance(value, list):
+                status[key] = [v for v in value if v != {"$patch": "replace"}]
             else:
                 status[key] = value
         self._bump(obj)
@@ -555,6 +585,11 @@ async def test_a_static_pod_gets_a_mirror_then_its_status_once(fast_retries: Non
         await h.until(lambda: api.writes("patch_namespaced_pod_status") == 2, "a second patch")
         await h.quiet()
         assert api.writes("patch_namespaced_pod_status") == 2
+        # And back (the reasons of the False conditions go): one more.
+        h.status.set(pod.uid, running(True))
+        await h.until(lambda: api.writes("patch_namespaced_pod_status") == 3, "a third patch")
+        await h.quiet()
+        assert api.writes("patch_namespaced_pod_status") == 3
         assert h.mirrors.mirrors[("default", "web-node")].status == mirror_status(h)
 
 
