@@ -50,6 +50,9 @@ REQUEST_TIMEOUT = 10.0
 MAX_BODY = 64 * 1024 * 1024
 # A watch line is one object; the same bound as the library's read buffer.
 MAX_WATCH_LINE = 2 * 1024 * 1024
+# A 401 may mean a rotated token (tokenFile): the kubeconfig is read again, at most
+# this often, whichever part of the agent was refused.
+CREDENTIALS_RELOAD_PERIOD = 5.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -174,6 +177,7 @@ class KubeApi:
         self.timeout = timeout
         # Told of every request's end (health, events); set by the owner.
         self.on_outcome: Callable[[Outcome], None] | None = None
+        self._reloaded_at: float | None = None
 
     @classmethod
     async def connect(
@@ -203,6 +207,14 @@ class KubeApi:
         )
         old.detach()
         return cls(client, kubeconfig=kubeconfig, temp_dir=temp_dir, metrics=ApiMetrics(registry))
+
+    async def _refused_credentials(self) -> None:
+        """After a 401, so that the caller's next try carries rotated credentials."""
+        now = self._clock()
+        if self._reloaded_at is not None and now - self._reloaded_at < CREDENTIALS_RELOAD_PERIOD:
+            return
+        self._reloaded_at = now
+        await self.reload_credentials()
 
     async def reload_credentials(self) -> None:
         """Read the kubeconfig again: a 401 can mean a rotated token (tokenFile)."""
@@ -247,6 +259,8 @@ class KubeApi:
                 raise ApiError(response.status, "BadAnswer", "the answer is not a JSON object")
         except ApiError as e:
             self._ended(verb, code, started, e)
+            if e.code == 401:
+                await self._refused_credentials()
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             error = ApiError(0, type(e).__name__, str(e) or type(e).__name__)
@@ -286,6 +300,8 @@ class KubeApi:
                 body = await response.content.read(MAX_BODY)
                 error = error_from_answer(response.status, body, response.headers)
                 self._ended("watch", str(response.status), started, error)
+                if error.code == 401:
+                    await self._refused_credentials()
                 raise error
             self._ended("watch", str(response.status), started, None)
             try:

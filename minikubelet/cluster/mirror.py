@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,9 +68,6 @@ WATCH_TIMEOUT = (300, 600)
 # settles), capped so a pod's state reaches a server that is back within this.
 NAME_RETRY_INITIAL = 0.5
 NAME_RETRY_CAP = 10.0
-# A 401 may be a rotated token (tokenFile): the kubeconfig is read again, at most
-# this often.
-CREDENTIALS_RELOAD_PERIOD = 5.0
 DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -202,7 +198,6 @@ class MirrorPods:
         # Cleared when a request got no answer; set by the next list that did: a
         # name waiting out a back-off for an unreachable server tries again then.
         self._answering = asyncio.Event()
-        self._reloaded_at = -CREDENTIALS_RELOAD_PERIOD
         self.slots: Slots[Key] = Slots(
             self._sync,
             wait=self._wait,
@@ -343,11 +338,6 @@ class MirrorPods:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._answering.wait(), delay)
             return
-        if error is not None and error.code == 401:
-            now = time.monotonic()
-            if now - self._reloaded_at >= CREDENTIALS_RELOAD_PERIOD:
-                self._reloaded_at = now
-                await self.api.reload_credentials()
         await asyncio.sleep(delay)
 
     # --- one name ---

@@ -16,7 +16,7 @@ the Node, which is why creation waits for the Node's uid.
 
 Each loop retries on its own and never waits on the other, nor does anything
 else wait on them: the API server being down only delays what it is told. A
-401 re-reads the kubeconfig before the next try (a rotated tokenFile). Answers
+401 has KubeApi re-read the kubeconfig before the next try (a rotated tokenFile). Answers
 that are refusals rather than faults (400, 404, 409, 422, which ``ApiHealth``
 counts as a working server) are recorded as Warning events of the node here,
 so a Node or Lease the server will not take is visible, not just retried.
@@ -193,8 +193,8 @@ class NodeContext:
     rand: Callable[[], float] = random.random
 
     async def failed(self, error: ApiError, *, reason: str, doing: str) -> None:
-        """After a failed request: make a refusal visible, and read the kubeconfig
-        again on a 401 so the next try carries the rotated credentials."""
+        """After a failed request: make a refusal visible. (A 401 has KubeApi read
+        the kubeconfig again, so the next try carries rotated credentials.)"""
         log.debug("node %s: %s: %s", self.node_name, doing, error)
         if is_refusal(error):
             self.recorder.record(
@@ -203,8 +203,6 @@ class NodeContext:
                 reason,
                 f"{doing}: {error.code} {error.reason}: {error.message}",
             )
-        if error.code == 401:
-            await self.api.reload_credentials()
 
 
 class NodeReporter:

@@ -162,6 +162,11 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, list[dict[str, Any]
             }
         )
         name = request.match_info["name"]
+        if name == "rotated" and request.headers.get("Authorization") != "Bearer new":
+            return web.json_response(
+                {"kind": "Status", "code": 401, "reason": "Unauthorized", "message": "no"},
+                status=401,
+            )
         if name == "missing":
             return web.json_response(
                 {"kind": "Status", "code": 404, "reason": "NotFound", "message": "nope"},
@@ -249,3 +254,23 @@ async def test_kubeapi_without_an_answer_raises_code_zero(tmp_path: Path) -> Non
     assert raised.value.code == 0
     assert raised.value.server_fault
     assert [o.ok for o in outcomes] == [False]
+
+
+async def test_a_401_reads_the_kubeconfig_again_for_the_next_try(
+    server: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, seen = server
+    token = tmp_path / "token"
+    token.write_text("old\n")
+    config = _kubeconfig(tmp_path / "kc", url, {"tokenFile": str(token)})
+    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
+    try:
+        token.write_text("new\n")  # rotated, as a projected service-account token is
+        with pytest.raises(ApiError) as raised:
+            await api.call("get", api.core.read_node, "rotated")
+        assert raised.value.code == 401
+        node = await api.call("get", api.core.read_node, "rotated")
+    finally:
+        await api.close()
+    assert node["metadata"]["name"] == "rotated"
+    assert [s["auth"] for s in seen] == ["Bearer old", "Bearer new"]

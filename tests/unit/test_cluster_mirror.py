@@ -401,9 +401,6 @@ class FakePodApi:
         handler: Callable[..., dict[str, Any]] = getattr(self, f"_{op}")
         return copy.deepcopy(handler(*args, **kwargs))
 
-    async def reload_credentials(self) -> None:
-        pass
-
     def _list_pod_for_all_namespaces(self, field_selector: str) -> dict[str, Any]:
         node = field_selector.removeprefix("spec.nodeName=")
         items = [p for p in self.pods.values() if p["spec"].get("nodeName") == node]

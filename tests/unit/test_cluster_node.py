@@ -234,7 +234,6 @@ class FakeApi:
         self.leases: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.scripted: dict[str, list[ApiError]] = {}
-        self.reloads = 0
         self._versions = itertools.count(1)
         self._uids = itertools.count(1)
         self.core = self
@@ -245,9 +244,6 @@ class FakeApi:
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
-
-    async def reload_credentials(self) -> None:
-        self.reloads += 1
 
     async def call(
         self, verb: str, operation: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any
@@ -384,7 +380,7 @@ async def test_registration_retries_forever_from_100_ms_doubling_to_7_s() -> Non
     assert w.reasons() == ["RegisteredNode"]
 
 
-async def test_a_refused_registration_is_a_warning_event_and_a_401_rereads_the_kubeconfig() -> None:
+async def test_a_refused_registration_is_a_warning_event() -> None:
     w = World()
     w.api.fail(
         "create_node",
@@ -394,7 +390,6 @@ async def test_a_refused_registration_is_a_warning_event_and_a_401_rereads_the_k
     )
     await w.reporter.register()
     assert w.reasons() == ["NodeRegistrationFailed", "RegisteredNode"]
-    assert w.api.reloads == 1
     # Retry-After is a floor under the back-off.
     assert w.sleeps.delays[2] >= 5
 
