@@ -1,4 +1,4 @@
-"""``python -m bench [pods|lifecycle|probes|api|all|soak] [options]``
+"""``python -m bench [pods|lifecycle|probes|api|cluster|all|soak] [options]``
 
 ``all`` is the benchmarks; ``soak`` (a 10-minute endurance run with end checks) runs alone.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import api, lifecycle, pods, probes, soak
+from bench import api, cluster, lifecycle, pods, probes, soak
 
 
 def main() -> None:
@@ -16,7 +16,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["pods", "lifecycle", "probes", "api", "all", "soak"],
+        choices=["pods", "lifecycle", "probes", "api", "cluster", "all", "soak"],
     )
     parser.add_argument("--rounds", type=int, default=3, help="pods: paired rounds (default 3)")
     parser.add_argument(
@@ -30,6 +30,10 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="lifecycle: default 60")
     parser.add_argument("--probe-pods", type=int, default=110, help="probes: default 110")
     parser.add_argument("--probe-seconds", type=float, default=60.0, help="probes: default 60")
+    parser.add_argument("--cluster-pods", type=int, default=110, help="cluster: default 110")
+    parser.add_argument(
+        "--cluster-seconds", type=float, default=60.0, help="cluster: window (default 60)"
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: churn (default 10)")
     parser.add_argument("--soak-pods", type=int, default=110, help="soak: default 110")
     parser.add_argument(
@@ -50,6 +54,8 @@ def main() -> None:
         probes.main(args.probe_pods, args.probe_seconds)
     if args.which in ("api", "all"):
         api.main(args.rounds)
+    if args.which in ("cluster", "all"):
+        cluster.main(args.cluster_pods, args.cluster_seconds)
 
 
 if __name__ == "__main__":

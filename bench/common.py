@@ -101,6 +101,19 @@ class AgentProcess:
         self.manifests.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.log_path = base / "agent.log"
+        self._fixed = [
+            "--network-name",
+            network,
+            "--pod-cidr",
+            pod_cidr,
+            "--pod-infra-image",
+            infra_image,
+        ]
+        self.start(extra)
+
+    def start(self, extra: list[str]) -> None:
+        """Start the agent process (again, after ``stop``: the same node, directories
+        and port, so that it adopts its pods) with ``extra`` flags."""
         args = [
             sys.executable,
             "-m",
@@ -116,12 +129,7 @@ class AgentProcess:
             f"127.0.0.1:{self.port}",
             "--node-name",
             self.node,
-            "--network-name",
-            network,
-            "--pod-cidr",
-            pod_cidr,
-            "--pod-infra-image",
-            infra_image,
+            *self._fixed,
             "--log-level",
             "WARNING",
             *extra,

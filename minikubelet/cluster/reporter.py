@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes_asyncio.config import ConfigException
 from prometheus_client import CollectorRegistry
 
@@ -99,7 +100,16 @@ class ClusterReporter:
         temp_dir.chmod(0o700)
         try:
             api = await KubeApi.connect(kubeconfig, temp_dir=temp_dir, registry=registry)
-        except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+        except (
+            ConfigException,
+            OSError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            yaml.YAMLError,
+        ) as e:
+            # Whatever the file holds, a message naming it, not a traceback.
             raise ConfigError(f"kubeconfig: {kubeconfig}: {e}") from None
         log.info("cluster mode: reporting to %s", api.server)
         return cls(api, registry=registry, **parts)

@@ -498,6 +498,36 @@ EVENT_FIELDS = {
 }
 
 
+def refused_start(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """An agent started with ``args`` that must refuse to start: exit 2, no traceback."""
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minikubelet",
+            "run",
+            "--config",
+            "",
+            "--manifest-dir",
+            str(tmp_path / "manifests"),
+            "--state-dir",
+            str(state),
+            "--node-name",
+            "refused",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, f"exit {done.returncode}\n{done.stderr}"
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
 def _escape(value: str) -> str:
     """A fieldSelector value: backslash, comma and equals sign are escaped."""
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")

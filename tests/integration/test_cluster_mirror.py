@@ -31,6 +31,7 @@ from typing import Any
 import docker
 import pytest
 
+from minikubelet import __version__
 from minikubelet.model import naming
 from tests.apiserver import FakeApiServer, RealCluster, RequestRecord
 from tests.integration.conftest import Agent, pod_manifest, sh, wait_until
@@ -377,10 +378,13 @@ def test_conflicts_and_throttling_are_retried_honouring_retry_after(
     assert retried.time - sent[i].time < 2.0 * 1.2 + 1.0
 
 
-def kubectl_pods(kubectl_bin: str, kubeconfig: Path, home: Path) -> dict[str, list[str]]:
+def kubectl_get(
+    kubectl_bin: str, kubeconfig: Path, home: Path, *args: str
+) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of ``kubectl get ARGS`` against the server."""
     home.mkdir(exist_ok=True)
     done = subprocess.run(
-        [kubectl_bin, "--kubeconfig", str(kubeconfig), "get", "pods", "-A", "-o", "wide"],
+        [kubectl_bin, "--kubeconfig", str(kubeconfig), "get", *args],
         env={"PATH": "/usr/bin:/bin", "HOME": str(home), "KUBECACHEDIR": str(home / "cache")},
         capture_output=True,
         text=True,
@@ -389,8 +393,13 @@ def kubectl_pods(kubectl_bin: str, kubeconfig: Path, home: Path) -> dict[str, li
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split()[:6] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    return {line.split()[1]: line.split() for line in lines[1:]}
+    return lines[0].split(), [line.split() for line in lines[1:]]
+
+
+def kubectl_pods(kubectl_bin: str, kubeconfig: Path, home: Path) -> dict[str, list[str]]:
+    header, rows = kubectl_get(kubectl_bin, kubeconfig, home, "pods", "-A", "-o", "wide")
+    assert header[:6] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    return {row[1]: row for row in rows}
 
 
 def test_kubectl_lists_the_mirror_pods_with_their_status(
@@ -425,6 +434,11 @@ def test_kubectl_lists_the_mirror_pods_with_their_status(
     assert web[2] == "1/1"
     assert web[7] == agent.node  # NODE column of -o wide
     assert rows[full(agent, "done")][2] == "0/1"
+    header, nodes = kubectl_get(kubectl_bin, kubeconfig, tmp_path / "home", "nodes")
+    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    node = next(row for row in nodes if row[0] == agent.node)
+    assert node[1] == "Ready"
+    assert node[4] == f"v{__version__}"
     assert server.rejected == []
 
 

@@ -16,7 +16,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import (
-    ROOT,
     Agent,
     free_port,
     pod_manifest,
+    refused_start,
     sh,
     wait_until,
 )
@@ -173,35 +172,6 @@ def test_on_plain_loopback_reads_are_open_and_logs_need_the_token(
             return b"said-it" in body
 
         wait_until(said, timeout=10, what=f"the container's output through {path}")
-
-
-def refused_start(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    state = tmp_path / "state"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "minikubelet",
-            "run",
-            "--config",
-            "",
-            "--manifest-dir",
-            str(tmp_path / "manifests"),
-            "--state-dir",
-            str(state),
-            "--node-name",
-            "refused",
-            *args,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2, f"exit {done.returncode}\n{done.stderr}"
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
 
 
 def assert_nothing_listens(port: int) -> None:
