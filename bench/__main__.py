@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument(
         "--cluster-seconds", type=float, default=60.0, help="cluster: window (default 60)"
     )
+    parser.add_argument(
+        "--cluster-rounds", type=int, default=3, help="cluster: CPU window pairs (default 3)"
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="soak: churn (default 10)")
     parser.add_argument("--soak-pods", type=int, default=110, help="soak: default 110")
     parser.add_argument(
@@ -55,7 +58,7 @@ def main() -> None:
     if args.which in ("api", "all"):
         api.main(args.rounds)
     if args.which in ("cluster", "all"):
-        cluster.main(args.cluster_pods, args.cluster_seconds)
+        cluster.main(args.cluster_pods, args.cluster_seconds, args.cluster_rounds)
 
 
 if __name__ == "__main__":

@@ -248,7 +248,7 @@ class KubeApi:
             )
             async with response:
                 code = str(response.status)
-                body = await response.content.read(MAX_BODY)
+                body = await _read_body(response)
                 if not 200 <= response.status < 300:
                     raise error_from_answer(response.status, body, response.headers)
             try:
@@ -297,7 +297,7 @@ class KubeApi:
             raise error from None
         async with response:
             if not 200 <= response.status < 300:
-                body = await response.content.read(MAX_BODY)
+                body = await _read_body(response)
                 error = error_from_answer(response.status, body, response.headers)
                 self._ended("watch", str(response.status), started, error)
                 if error.code == 401:
@@ -327,6 +327,19 @@ class KubeApi:
             self.on_outcome(Outcome(ok=not failed, error=error, at=now))
 
 
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole answer, up to MAX_BODY. (``content.read(n)`` is not that: it returns
+    what has arrived, at most n bytes, and a list of a hundred pods comes in pieces.)"""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(response.status, "BadAnswer", f"the answer is over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _load(kubeconfig: Path, configuration: k8s.Configuration, temp_dir: Path) -> None:
     await k8s_config.load_kube_config(
         config_file=str(kubeconfig),
@@ -352,7 +365,7 @@ def _watch_event(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         raise ApiError(0, "BadAnswer", "a watch event is not JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
-        raise ApiError(0, "BadAnswer", "a watch event has no object")
+        raise ApiError(0, "BadAnswer", f"a watch event has no object (it starts {line[:120]!r})")
     if event.get("type") == "ERROR":
         status = event["object"]
         raise ApiError(

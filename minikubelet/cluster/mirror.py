@@ -228,7 +228,6 @@ class MirrorPods:
                         "list", self.api.core.list_pod_for_all_namespaces, field_selector=selector
                     )
                     resource_version = self._replace(listing)
-                    retry.reset()
                 async for event in self.api.watch(
                     self.api.core.list_pod_for_all_namespaces,
                     field_selector=selector,
@@ -237,6 +236,9 @@ class MirrorPods:
                     timeout_seconds=random.randint(*WATCH_TIMEOUT),
                 ):
                     resource_version = self._apply(event) or resource_version
+                    # Reset only by a watch that works: a list that succeeds before a
+                    # watch that fails at once would otherwise relist in a tight loop.
+                    retry.reset()
                 # The server ended the watch (its timeout): go on from where it was.
             except ApiError as e:
                 if e.code == 410:

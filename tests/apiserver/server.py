@@ -525,7 +525,7 @@ class FakeApiServer:
         query = request.query
         if method == "GET" and not name:
             labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
-            if target.watch or query.get("watch") in ("1", "true"):
+            if target.watch or _go_bool(query.get("watch", "")):
                 return await self._watch(request, res, ns, labels, fields)
             items, rv = store.select(res, ns, labels=labels, fields=fields)
             version = wants_table(request)
@@ -606,6 +606,16 @@ class FakeApiServer:
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
+
+
+def _go_bool(value: str) -> bool:
+    """A bool query parameter as the API server reads it (Go's strconv.ParseBool):
+    clients send ``true``, ``1`` and Python clients ``True``; a bad value is 400."""
+    if value in ("", "0", "f", "F", "false", "FALSE", "False"):
+        return False
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    raise ApiError(400, f"invalid boolean value {value!r}")
 
 
 def _b64(path: Path) -> str:

@@ -672,12 +672,7 @@ def tls_agent(
 API_TOKEN = "apiserver-t0ken"
 
 
-@pytest.fixture
-def apiserver(pki: Pki) -> Iterator[Any]:
-    """A FakeApiServer over TLS with the module's ``pki``, taking the token ``API_TOKEN``
-    and client certificates from that CA; stopped at teardown. When
-    ``MINIKUBELET_TEST_KUBECONFIG`` names a kubeconfig, a ``RealCluster`` on it instead
-    (tests that inject faults then skip)."""
+def _serve_api(pki: Pki) -> Iterator[Any]:
     from tests.apiserver import FakeApiServer, RealCluster
 
     real = os.environ.get("MINIKUBELET_TEST_KUBECONFIG")
@@ -686,8 +681,25 @@ def apiserver(pki: Pki) -> Iterator[Any]:
         return
     server = FakeApiServer(tls=pki, tokens={API_TOKEN})
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def apiserver(pki: Pki) -> Iterator[Any]:
+    """A FakeApiServer over TLS with the module's ``pki``, taking the token ``API_TOKEN``
+    and client certificates from that CA; stopped at teardown. When
+    ``MINIKUBELET_TEST_KUBECONFIG`` names a kubeconfig, a ``RealCluster`` on it instead
+    (tests that inject faults then skip)."""
+    yield from _serve_api(pki)
+
+
+@pytest.fixture(scope="module")
+def module_apiserver(pki: Pki) -> Iterator[Any]:
+    """The same, shared by a module's tests (and the agent they share)."""
+    yield from _serve_api(pki)
 
 
 @pytest.fixture

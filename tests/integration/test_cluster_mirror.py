@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -34,8 +33,8 @@ import pytest
 from minikubelet import __version__
 from minikubelet.model import naming
 from tests.apiserver import FakeApiServer, RealCluster, RequestRecord
-from tests.integration.conftest import Agent, pod_manifest, sh, wait_until
-from tests.integration.tls import TOKEN, Pki
+from tests.integration.conftest import API_TOKEN, Agent, pod_manifest, sh, wait_until
+from tests.integration.tls import Pki
 
 pytestmark = pytest.mark.docker
 
@@ -44,17 +43,8 @@ Server = FakeApiServer | RealCluster
 
 
 @pytest.fixture(scope="module")
-def server(pki: Pki) -> Iterator[Server]:
-    real = os.environ.get("MINIKUBELET_TEST_KUBECONFIG")
-    if real:
-        yield RealCluster(Path(real))
-        return
-    api = FakeApiServer(tls=pki, tokens={TOKEN})
-    api.start()
-    try:
-        yield api
-    finally:
-        api.stop()
+def server(module_apiserver: Server) -> Server:
+    return module_apiserver
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +157,7 @@ class PodWatch:
             {"watch": "1", "fieldSelector": f"spec.nodeName={node}", "timeoutSeconds": "60"}
         )
         self._conn.request(
-            "GET", f"/api/v1/pods?{query}", headers={"Authorization": f"Bearer {TOKEN}"}
+            "GET", f"/api/v1/pods?{query}", headers={"Authorization": f"Bearer {API_TOKEN}"}
         )
         self._response = self._conn.getresponse()
         assert self._response.status == 200, self._response.status
@@ -267,8 +257,19 @@ def test_status_is_patched_when_it_changes_and_only_then(server: Server, agent: 
     assert flipped - before == 1, patches(server, agent, "probed")[before:]
     # The probe keeps succeeding every second: no change, no request. Not a wait for
     # anything: a window as long as three probe periods, for requests that must not come.
+    window = time.monotonic()
     time.sleep(3.5)
     assert len(patches(server, agent, "probed")) == flipped
+    # Nor does the agent list the node's pods again: its watch is what keeps it current.
+    lists = [
+        r
+        for r in server.request_log()
+        if r.time > window
+        and r.method == "GET"
+        and r.path == "/api/v1/pods"
+        and "watch" not in r.query
+    ]
+    assert lists == []
     assert server.rejected == []
 
 

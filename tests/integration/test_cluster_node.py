@@ -18,8 +18,7 @@ import docker
 import pytest
 
 from tests.apiserver import FakeApiServer
-from tests.integration.conftest import Agent, refused_start, wait_until
-from tests.integration.tls import TOKEN, Pki
+from tests.integration.conftest import API_TOKEN, Agent, refused_start, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -51,13 +50,10 @@ def apiserver_check(agent: Agent) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(pki: Pki) -> Iterator[FakeApiServer]:
-    server = FakeApiServer(tls=pki, tokens={TOKEN})
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(module_apiserver: FakeApiServer) -> FakeApiServer:
+    if not isinstance(module_apiserver, FakeApiServer):
+        pytest.skip("these tests read the test API server's request log")
+    return module_apiserver
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +274,9 @@ def test_a_wrong_token_fails_the_health_check_with_a_warning_event(
     server: FakeApiServer, make_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig", auth="token")
-    kubeconfig.write_text(kubeconfig.read_text().replace(TOKEN, "wr0ng-t0ken"))
+    text = kubeconfig.read_text()
+    assert API_TOKEN in text
+    kubeconfig.write_text(text.replace(API_TOKEN, "wr0ng-t0ken"))
     agent = make_agent("--kubeconfig", str(kubeconfig), start=False)
     agent.start(wait=False)
 

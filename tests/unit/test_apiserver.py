@@ -406,6 +406,21 @@ def test_watch_without_version_lists_first_and_times_out(api: Client, name: str)
     assert 0.9 < time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("flag", ["true", "1", "True", "t"])
+def test_watch_flag_is_read_as_go_reads_a_bool(api: Client, name: str, flag: str) -> None:
+    # kubernetes_asyncio sends watch=True; the real server takes it (strconv.ParseBool).
+    api.ok("POST", LEASES, lease(name))
+    events = api.watch(
+        f"{LEASES}?watch={flag}&fieldSelector=metadata.name%3D{name}&timeoutSeconds=1"
+    )
+    assert [e["type"] for e in events] == ["ADDED"]
+
+
+def test_a_bad_watch_flag_is_400(api: Client) -> None:
+    status, _, _ = api.call("GET", f"{LEASES}?watch=yes")
+    assert status == 400
+
+
 def test_watch_too_old_is_410_expired() -> None:
     fake = FakeApiServer(require_auth=False, history=3)
     fake.start()

@@ -167,6 +167,10 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, list[dict[str, Any]
                 {"kind": "Status", "code": 401, "reason": "Unauthorized", "message": "no"},
                 status=401,
             )
+        if name == "big":
+            # Far more than one read's worth: the answer arrives in pieces.
+            labels = {f"l{i}": "x" * 60 for i in range(20_000)}
+            return web.json_response({"kind": "Node", "metadata": {"name": name, "labels": labels}})
         if name == "missing":
             return web.json_response(
                 {"kind": "Status", "code": 404, "reason": "NotFound", "message": "nope"},
@@ -274,3 +278,16 @@ async def test_a_401_reads_the_kubeconfig_again_for_the_next_try(
         await api.close()
     assert node["metadata"]["name"] == "rotated"
     assert [s["auth"] for s in seen] == ["Bearer old", "Bearer new"]
+
+
+async def test_a_large_answer_is_read_whole(
+    server: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, _ = server
+    config = _kubeconfig(tmp_path / "kc", url, {"token": "t"})
+    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
+    try:
+        node = await api.call("get", api.core.read_node, "big")
+    finally:
+        await api.close()
+    assert len(node["metadata"]["labels"]) == 20_000
