@@ -55,6 +55,16 @@ MAX_WATCH_LINE = 2 * 1024 * 1024
 CREDENTIALS_RELOAD_PERIOD = 5.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+HTTP_METHODS = {
+    "get": "GET",
+    "list": "GET",
+    "watch": "GET",
+    "create": "POST",
+    "update": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+}
+
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -319,8 +329,10 @@ class KubeApi:
 
     def _ended(self, verb: str, code: str, started: float, error: ApiError | None) -> None:
         now = self._clock()
-        self._metrics.requests.labels(code, verb.upper(), self._host).inc()
-        self._metrics.duration.labels(verb.upper(), self._host).observe(max(now - started, 0.0))
+        # client-go's labels are HTTP methods: a list and a watch are GETs.
+        method = HTTP_METHODS.get(verb, verb.upper())
+        self._metrics.requests.labels(code, method, self._host).inc()
+        self._metrics.duration.labels(method, self._host).observe(max(now - started, 0.0))
         if self.on_outcome is not None:
             # 404, 409, 422... are answers: the server works, the request was refused.
             failed = error is not None and (error.server_fault or error.code in (401, 403))

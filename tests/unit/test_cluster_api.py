@@ -213,7 +213,8 @@ async def test_kubeapi_sends_the_token_and_returns_the_answer(
     token = tmp_path / "token"
     token.write_text("t0k3n\n")
     config = _kubeconfig(tmp_path / "kc", url, {"tokenFile": str(token)})
-    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=registry)
     outcomes: list[Outcome] = []
     api.on_outcome = outcomes.append
     try:
@@ -233,6 +234,16 @@ async def test_kubeapi_sends_the_token_and_returns_the_answer(
     finally:
         await api.close()
     assert [s["auth"] for s in seen] == ["Bearer t0k3n"] * 3
+    # Counted in client-go's names and labels (HTTP methods), so its dashboards work.
+    counted = {
+        (labels["code"], labels["method"]): value
+        for metric in registry.collect()
+        if metric.name == "rest_client_requests"
+        for sample in metric.samples
+        if sample.name == "rest_client_requests_total"
+        for labels, value in [(sample.labels, sample.value)]
+    }
+    assert counted == {("200", "GET"): 1.0, ("200", "PATCH"): 1.0, ("404", "GET"): 1.0}
     assert seen[1]["method"] == "PATCH"
     assert seen[1]["type"] == STRATEGIC_MERGE_PATCH
     assert json.loads(seen[1]["body"]) == {"status": {"phase": "Running"}}
