@@ -72,7 +72,6 @@ class Report:
     baseline_cpu: list[float] = field(default_factory=list)
     agent_rss_bytes: int = 0
     baseline_rss_bytes: int = 0
-    delays: list[float] = field(default_factory=list)
 
 
 def manifest(name: str, image: str) -> str:
@@ -297,7 +296,6 @@ def run(pods: int, seconds: float, *, rounds: int = 3, cpu_seconds: float = 30.0
             report.status_requests, report.other_requests = server.requests_between(t0, t1)
             report.changes, report.superseded = changes, superseded
             report.delivered = len(delays)
-            report.delays = delays
             report.delay_p50 = quantile(delays, 0.50)
             report.delay_p99 = quantile(delays, 0.99)
             report.delay_max = max(delays, default=0.0)
