@@ -214,6 +214,7 @@ class MirrorPods:
                 group.create_task(self._reflect())
                 group.create_task(self._follow_status())
                 group.create_task(self._resync())
+                group.create_task(self.slots.crashed())
         finally:
             await self.slots.close()
 

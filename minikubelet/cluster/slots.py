@@ -45,7 +45,8 @@ class SlotStats:
 
 class Slots(Generic[K]):
     """``work(key)`` does one step for a key and says whether it sent anything (then
-    it runs again, to see if more is needed); it raises ``ApiError`` to be retried.
+    it runs again, to see if more is needed); it raises ``ApiError`` to be retried;
+    any other exception is a bug, raised by ``crashed``.
 
     ``wait(delay, error)`` sleeps out a back-off (the caller may cut it short when
     the server is known to answer again); ``on_settled(key, seconds)`` is told, after
@@ -72,6 +73,7 @@ class Slots(Generic[K]):
         self._slots: dict[K, _Slot] = {}
         self.stats = SlotStats()
         self._closed = False
+        self._crashed: asyncio.Future[None] | None = None
 
     def mark(self, key: K) -> None:
         if self._closed:
@@ -108,20 +110,18 @@ class Slots(Generic[K]):
                     sent = await self._work(key)
                 except asyncio.CancelledError:
                     raise
-                except Exception as e:
-                    # An ApiError is the server's; anything else is a bug in one pod's
-                    # reporting, which must not stop the others': both are retried.
-                    if not isinstance(e, ApiError):
-                        log.exception("mirror pod %s: unexpected error", key)
+                except ApiError as e:
                     self.stats.failures += 1
                     if self._on_failure is not None:
                         self._on_failure(key, e)
                     slot.dirty = True
-                    await self._wait(
-                        slot.retry.next_delay(e if isinstance(e, ApiError) else None),
-                        e if isinstance(e, ApiError) else None,
-                    )
+                    await self._wait(slot.retry.next_delay(e), e)
                     continue
+                except Exception as e:
+                    # Not the server's doing: a bug. Retrying it would leave the reporting
+                    # half alive; the owner's ``crashed`` raises it, and the agent stops.
+                    self._crash(key, e)
+                    return
                 slot.retry.reset()
                 if sent:
                     slot.sent = True
@@ -138,6 +138,22 @@ class Slots(Generic[K]):
             slot.task = None
             if not slot.dirty and self._slots.get(key) is slot:
                 del self._slots[key]
+
+    def _crash(self, key: K, error: Exception) -> None:
+        log.error("mirror pod %s: unexpected error", key, exc_info=error)
+        crashed = self._crashed_future()
+        if not crashed.done():
+            crashed.set_exception(error)
+
+    def _crashed_future(self) -> asyncio.Future[None]:
+        if self._crashed is None:
+            self._crashed = asyncio.get_running_loop().create_future()
+        return self._crashed
+
+    async def crashed(self) -> None:
+        """Raises the first error a pass raised that was not an ApiError; never returns
+        otherwise. Run it beside the loops that mark keys."""
+        await self._crashed_future()
 
     async def close(self) -> None:
         self._closed = True

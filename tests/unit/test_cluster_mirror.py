@@ -338,6 +338,24 @@ async def test_a_failed_pass_is_retried_after_the_servers_retry_after() -> None:
     assert len(failures) == 1
 
 
+async def test_a_bug_in_a_pass_is_raised_not_retried() -> None:
+    calls: list[str] = []
+
+    async def work(key: str) -> bool:
+        calls.append(key)
+        raise KeyError("a bug")
+
+    async def wait(delay: float, error: ApiError | None) -> None:
+        raise AssertionError("a bug is not waited out and retried")
+
+    slots: Slots[str] = Slots(work, wait=wait)
+    slots.mark("p")
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(slots.crashed(), 5)
+    assert calls == ["p"]
+    await slots.close()
+
+
 async def test_names_do_not_wait_on_each_other() -> None:
     blocked = asyncio.Event()
     done: list[str] = []
