@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 CREDENTIALS_DIR = "kubeconfig"
 
 
+def clear_credentials(directory: Path) -> None:
+    """Remove the key files an earlier run left (the library removes its own only at
+    a clean exit). Only regular files directly in ``directory``, which the agent
+    made: a symlink is unlinked, never followed."""
+    for entry in directory.iterdir():
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink(missing_ok=True)
+
+
 class NodeUid:
     """The Node's uid on the server, once registered: mirror pods and the Lease
     name it in their owner reference. It changes if the Node is deleted and
@@ -98,6 +107,7 @@ class ClusterReporter:
         temp_dir = state_dir / CREDENTIALS_DIR
         temp_dir.mkdir(mode=0o700, exist_ok=True)
         temp_dir.chmod(0o700)
+        clear_credentials(temp_dir)
         try:
             api = await KubeApi.connect(kubeconfig, temp_dir=temp_dir, registry=registry)
         except (

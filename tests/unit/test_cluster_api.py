@@ -302,3 +302,18 @@ async def test_a_large_answer_is_read_whole(
     finally:
         await api.close()
     assert len(node["metadata"]["labels"]) == 20_000
+
+
+def test_key_files_of_an_earlier_run_are_cleared(tmp_path: Path) -> None:
+    from minikubelet.cluster.reporter import clear_credentials
+
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    credentials = tmp_path / "kubeconfig"
+    credentials.mkdir()
+    (credentials / "tmpk3y").write_text("-----BEGIN PRIVATE KEY-----")
+    (credentials / "link").symlink_to(outside)
+    (credentials / "sub").mkdir()
+    clear_credentials(credentials)
+    assert sorted(p.name for p in credentials.iterdir()) == ["sub"]
+    assert outside.read_text() == "keep"
