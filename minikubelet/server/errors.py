@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-# Kubernetes' StatusReason for each code we answer with.
+# Kubernetes' StatusReason for each code we answer with (and the test API server does).
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -19,11 +19,14 @@ REASONS = {
     404: "NotFound",
     405: "MethodNotAllowed",
     406: "NotAcceptable",
+    409: "Conflict",
     410: "Expired",
+    415: "UnsupportedMediaType",
     422: "Invalid",
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
+    504: "Timeout",
 }
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from minikubelet.server.errors import REASONS
 from minikubelet.server.selectors import (
     FieldRequirement,
     LabelRequirement,
@@ -37,21 +38,6 @@ from tests.apiserver import schema
 from tests.apiserver.patch import PATCH_TYPES, PatchError, apply_patch
 
 Obj = dict[str, Any]
-REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    410: "Expired",
-    415: "UnsupportedMediaType",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
 
 
 class ApiError(Exception):
