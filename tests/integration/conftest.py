@@ -607,6 +607,27 @@ def make_agent(
                 print(f"--- agent {agent.node} log ---\n{agent.log()}")
 
 
+def running_agent(
+    base: Path,
+    api: docker.APIClient,
+    infra_image: str,
+    *extra_args: str,
+    stop_signal: int = signal.SIGTERM,
+) -> Iterator[Agent]:
+    """An agent started and, when the caller is done, stopped with ``stop_signal`` and
+    cleaned up: the body of a module-scoped agent fixture (``yield from``)."""
+    agent = Agent(base, api, infra_image=infra_image, extra_args=extra_args)
+    try:
+        # Inside: an agent that fails to start is still stopped and its containers removed.
+        agent.start()
+        yield agent
+    finally:
+        try:
+            agent.stop(stop_signal)
+        finally:
+            agent.cleanup()
+
+
 @pytest.fixture
 def agent(make_agent: Callable[..., Agent]) -> Agent:
     return make_agent()

@@ -33,7 +33,14 @@ import pytest
 from minikubelet import __version__
 from minikubelet.model import naming
 from tests.apiserver import FakeApiServer, RealCluster, RequestRecord
-from tests.integration.conftest import API_TOKEN, Agent, pod_manifest, sh, wait_until
+from tests.integration.conftest import (
+    API_TOKEN,
+    Agent,
+    pod_manifest,
+    running_agent,
+    sh,
+    wait_until,
+)
 from tests.integration.tls import Pki
 
 pytestmark = pytest.mark.docker
@@ -60,20 +67,14 @@ def agent(
     pause_image: str,
     kubeconfig: Path,
 ) -> Iterator[Agent]:
-    agent = Agent(
+    yield from running_agent(
         tmp_path_factory.mktemp("mirror-agent"),
         docker_api,
-        infra_image=pause_image,
-        extra_args=("--kubeconfig", str(kubeconfig)),
+        pause_image,
+        "--kubeconfig",
+        str(kubeconfig),
+        stop_signal=signal.SIGKILL,
     )
-    agent.start()
-    try:
-        yield agent
-    finally:
-        try:
-            agent.stop(signal.SIGKILL)
-        finally:
-            agent.cleanup()
 
 
 # --- helpers ---

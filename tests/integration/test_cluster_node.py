@@ -18,7 +18,13 @@ import docker
 import pytest
 
 from tests.apiserver import FakeApiServer
-from tests.integration.conftest import API_TOKEN, Agent, refused_start, wait_until
+from tests.integration.conftest import (
+    API_TOKEN,
+    Agent,
+    refused_start,
+    running_agent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -65,17 +71,7 @@ def node_agent(
 ) -> Iterator[Agent]:
     base = tmp_path_factory.mktemp("node-agent")
     kubeconfig = server.write_kubeconfig(base / "kubeconfig", auth="token")
-    agent = Agent(
-        base, docker_api, infra_image=pause_image, extra_args=("--kubeconfig", str(kubeconfig))
-    )
-    agent.start()
-    try:
-        yield agent
-    finally:
-        try:
-            agent.stop()
-        finally:
-            agent.cleanup()
+    yield from running_agent(base, docker_api, pause_image, "--kubeconfig", str(kubeconfig))
 
 
 def registered(server: FakeApiServer, agent: Agent, timeout: float = 15.0) -> dict[str, Any]:

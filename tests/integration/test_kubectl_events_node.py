@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from minikubelet import __version__
-from tests.integration.conftest import Agent, Kubectl, pod_manifest, sh, wait_until
+from tests.integration.conftest import Agent, Kubectl, pod_manifest, running_agent, sh, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -34,15 +34,9 @@ def shared_agent(
     busybox_image: str,
     pause_image: str,
 ) -> Iterator[Agent]:
-    agent = Agent(tmp_path_factory.mktemp("agent"), docker_api, infra_image=pause_image)
-    try:
-        agent.start()
-        yield agent
-    finally:
-        try:
-            agent.stop(signal.SIGKILL)
-        finally:
-            agent.cleanup()
+    yield from running_agent(
+        tmp_path_factory.mktemp("agent"), docker_api, pause_image, stop_signal=signal.SIGKILL
+    )
 
 
 @pytest.fixture(scope="module")
