@@ -3,6 +3,7 @@ real HTTP against a tiny local server (no Docker)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -206,18 +207,32 @@ def _kubeconfig(path: Path, server: str, user: dict[str, Any]) -> Path:
     return path
 
 
+@contextlib.asynccontextmanager
+async def _connected(
+    tmp_path: Path,
+    server: str,
+    user: dict[str, Any],
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[KubeApi]:
+    """KubeApi on a kubeconfig naming ``server`` with credentials ``user``, closed after."""
+    config = _kubeconfig(tmp_path / "kc", server, user)
+    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=registry or CollectorRegistry())
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
 async def test_kubeapi_sends_the_token_and_returns_the_answer(
     server: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     url, seen = server
     token = tmp_path / "token"
     token.write_text("t0k3n\n")
-    config = _kubeconfig(tmp_path / "kc", url, {"tokenFile": str(token)})
     registry = CollectorRegistry()
-    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=registry)
     outcomes: list[Outcome] = []
-    api.on_outcome = outcomes.append
-    try:
+    async with _connected(tmp_path, url, {"tokenFile": str(token)}, registry) as api:
+        api.on_outcome = outcomes.append
         node = await api.call("get", api.core.read_node, "n1")
         assert node["metadata"]["name"] == "n1"
         await api.call(
@@ -231,8 +246,6 @@ async def test_kubeapi_sends_the_token_and_returns_the_answer(
             await api.call("get", api.core.read_node, "missing")
         assert raised.value.not_found
         assert raised.value.message == "nope"
-    finally:
-        await api.close()
     assert [s["auth"] for s in seen] == ["Bearer t0k3n"] * 3
     # Counted in client-go's names and labels (HTTP methods), so its dashboards work.
     counted = {
@@ -257,15 +270,11 @@ async def test_kubeapi_without_an_answer_raises_code_zero(tmp_path: Path) -> Non
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = _kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}", {"token": "x"})
-    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
     outcomes: list[Outcome] = []
-    api.on_outcome = outcomes.append
-    try:
+    async with _connected(tmp_path, f"http://127.0.0.1:{port}", {"token": "x"}) as api:
+        api.on_outcome = outcomes.append
         with pytest.raises(ApiError) as raised:
             await api.call("get", api.core.read_node, "n1")
-    finally:
-        await api.close()
     assert raised.value.code == 0
     assert raised.value.server_fault
     assert [o.ok for o in outcomes] == [False]
@@ -277,16 +286,12 @@ async def test_a_401_reads_the_kubeconfig_again_for_the_next_try(
     url, seen = server
     token = tmp_path / "token"
     token.write_text("old\n")
-    config = _kubeconfig(tmp_path / "kc", url, {"tokenFile": str(token)})
-    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
-    try:
+    async with _connected(tmp_path, url, {"tokenFile": str(token)}) as api:
         token.write_text("new\n")  # rotated, as a projected service-account token is
         with pytest.raises(ApiError) as raised:
             await api.call("get", api.core.read_node, "rotated")
         assert raised.value.code == 401
         node = await api.call("get", api.core.read_node, "rotated")
-    finally:
-        await api.close()
     assert node["metadata"]["name"] == "rotated"
     assert [s["auth"] for s in seen] == ["Bearer old", "Bearer new"]
 
@@ -295,12 +300,8 @@ async def test_a_large_answer_is_read_whole(
     server: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     url, _ = server
-    config = _kubeconfig(tmp_path / "kc", url, {"token": "t"})
-    api = await KubeApi.connect(config, temp_dir=tmp_path, registry=CollectorRegistry())
-    try:
+    async with _connected(tmp_path, url, {"token": "t"}) as api:
         node = await api.call("get", api.core.read_node, "big")
-    finally:
-        await api.close()
     assert len(node["metadata"]["labels"]) == 20_000
 
 
